@@ -1,0 +1,27 @@
+//! Compiles the gRPC API from `proto/` with protox (pure Rust), so building needs no system `protoc`.
+//! The encoded descriptor set is kept for the reflection service.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &[
+    "connectpay/onboarding/v1/application.proto",
+    "connectpay/onboarding/v1/kyc.proto",
+    "connectpay/onboarding/v1/onboarding.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("onboarding_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

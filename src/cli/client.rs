@@ -1,0 +1,309 @@
+//! `client`: the gateway's RPCs from a terminal, printing answers as proto3 JSON.
+
+use std::{collections::BTreeMap, process::ExitCode};
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::grpc::pb::{self, onboarding_client::OnboardingClient};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// SubmitIdvSession: hand an IDV provider's session to ConnectPay.
+    Submit {
+        #[arg(long)]
+        external_reference: String,
+        /// The IDV provider's session id or token.
+        #[arg(long)]
+        session_id: String,
+        #[arg(long, default_value = "ONDATO")]
+        provider_id: String,
+        /// Idempotency key.
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// GetApplication: an application's current state, by id or by external reference.
+    Get {
+        #[command(flatten)]
+        target: Target,
+        /// Keep asking (every half second) until the application reaches this status, e.g. IDV_APPROVED.
+        #[arg(long, value_name = "STATUS")]
+        wait_for: Option<String>,
+        /// How long --wait-for waits, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// InitiateOnboarding: submit the full KYC data of an application whose IDV was approved.
+    Initiate {
+        #[command(flatten)]
+        target: Target,
+        /// Idempotency key.
+        #[arg(long, default_value = "")]
+        request_id: String,
+        #[arg(long)]
+        is_ubo: bool,
+        #[arg(long)]
+        is_pep: bool,
+        #[arg(long, default_value = "")]
+        pep_position: String,
+        #[arg(long)]
+        country_code: String,
+        #[arg(long)]
+        address_line1: String,
+        #[arg(long, default_value = "")]
+        address_line2: String,
+        #[arg(long)]
+        city: String,
+        #[arg(long)]
+        postcode: String,
+        /// An account purpose (repeatable), e.g. SALARY.
+        #[arg(long = "account-purpose")]
+        account_purposes: Vec<String>,
+        /// An extra field for ConnectPay's `person` object, as name=value (value parsed as JSON when it is
+        /// JSON, else taken as a string). Repeatable.
+        #[arg(long = "field", value_parser = parse_field)]
+        fields: Vec<(String, Value)>,
+    },
+}
+
+/// Which application: by id, or the latest for an external reference.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    #[arg(long)]
+    application_id: Option<String>,
+    /// The most recent application for this external reference.
+    #[arg(long)]
+    external_reference: Option<String>,
+}
+
+impl Target {
+    fn key(self) -> pb::get_application_request::Key {
+        use pb::get_application_request::Key;
+        match (self.application_id, self.external_reference) {
+            (Some(id), _) => Key::ApplicationId(id),
+            (None, reference) => Key::ExternalReference(reference.unwrap_or_default()),
+        }
+    }
+}
+
+fn parse_field(raw: &str) -> Result<(String, Value), String> {
+    let (name, value) = raw.split_once('=').ok_or("expected name=value")?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+pub fn run(addr: &str, command: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call(addr.to_owned(), command)) {
+        Ok(application) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&application_json(application.as_ref()))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(status) => {
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&status_json(&status)).unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn call(addr: String, command: ClientCommand) -> Result<Option<pb::Application>, Status> {
+    let mut client = OnboardingClient::connect(addr)
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+    let application = match command {
+        ClientCommand::Submit {
+            external_reference,
+            session_id,
+            provider_id,
+            request_id,
+        } => {
+            client
+                .submit_idv_session(pb::SubmitIdvSessionRequest {
+                    external_reference,
+                    session_id,
+                    provider_id,
+                    request_id,
+                })
+                .await?
+                .into_inner()
+                .application
+        }
+        ClientCommand::Get {
+            target,
+            wait_for,
+            timeout,
+        } => {
+            let request = pb::GetApplicationRequest {
+                key: Some(target.key()),
+            };
+            let Some(wanted) = wait_for else {
+                return Ok(client
+                    .get_application(request)
+                    .await?
+                    .into_inner()
+                    .application);
+            };
+            let wanted = wanted
+                .trim_start_matches("APPLICATION_STATUS_")
+                .to_ascii_uppercase();
+            let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+            loop {
+                let application = client
+                    .get_application(request.clone())
+                    .await?
+                    .into_inner()
+                    .application;
+                let status = application
+                    .as_ref()
+                    .and_then(|a| pb::ApplicationStatus::try_from(a.status).ok())
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("APPLICATION_STATUS_")
+                            .to_owned()
+                    });
+                if status.as_deref() == Some(wanted.as_str()) {
+                    break application;
+                }
+                if tokio::time::Instant::now() >= give_up {
+                    return Err(Status::deadline_exceeded(format!(
+                        "still {} after {timeout}s",
+                        status.unwrap_or_default()
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        ClientCommand::Initiate {
+            target,
+            request_id,
+            is_ubo,
+            is_pep,
+            pep_position,
+            country_code,
+            address_line1,
+            address_line2,
+            city,
+            postcode,
+            account_purposes,
+            fields,
+        } => {
+            let kyc = pb::PersonalKyc {
+                is_ubo: Some(is_ubo),
+                pep: Some(pb::Pep {
+                    is_pep: Some(is_pep),
+                    position: pep_position,
+                }),
+                address: Some(pb::Address {
+                    country_code,
+                    address_line1,
+                    address_line2,
+                    city,
+                    postcode,
+                }),
+                account_purposes,
+                additional_fields: (!fields.is_empty()).then(|| to_struct(fields)),
+            };
+            // The RPC takes an id; a reference is resolved to its latest application first.
+            let application_id = match target.key() {
+                pb::get_application_request::Key::ApplicationId(id) => id,
+                key => client
+                    .get_application(pb::GetApplicationRequest { key: Some(key) })
+                    .await?
+                    .into_inner()
+                    .application
+                    .map(|a| a.application_id)
+                    .unwrap_or_default(),
+            };
+            client
+                .initiate_onboarding(pb::InitiateOnboardingRequest {
+                    application_id,
+                    request_id,
+                    kyc: Some(kyc),
+                })
+                .await?
+                .into_inner()
+                .application
+        }
+    };
+    Ok(application)
+}
+
+fn to_struct(fields: Vec<(String, Value)>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k, to_value(v)))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn to_value(value: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(to_struct(map.into_iter().collect())),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// The proto3 JSON form (lowerCamelCase names, enum names, RFC 3339 times).
+fn application_json(app: Option<&pb::Application>) -> Value {
+    let Some(app) = app else { return Value::Null };
+    let status = pb::ApplicationStatus::try_from(app.status)
+        .map(|s| s.as_str_name().to_owned())
+        .unwrap_or_else(|_| app.status.to_string());
+    json!({
+        "applicationId": app.application_id,
+        "externalReference": app.external_reference,
+        "personId": app.person_id,
+        "status": status,
+        "upstreamStatus": app.upstream_status,
+        "baasClientId": app.baas_client_id,
+        "version": app.version.to_string(),
+        "updateTime": app.update_time.as_ref().map(ToString::to_string),
+        "createTime": app.create_time.as_ref().map(ToString::to_string),
+    })
+}
+
+fn status_json(status: &Status) -> Value {
+    let details = status.get_error_details();
+    let code = if status.code() == Code::Ok {
+        Code::Unknown
+    } else {
+        status.code()
+    };
+    json!({
+        "code": format!("{code:?}"),
+        "message": status.message(),
+        "reason": details.error_info().map(|i| i.reason.clone()),
+        "fieldViolations": details.bad_request().map(|b| {
+            b.field_violations.iter().map(|v| json!({"field": v.field, "description": v.description})).collect::<Vec<_>>()
+        }),
+        "retryDelay": details.retry_info().and_then(|r| r.retry_delay).map(|d| format!("{}s", d.as_secs_f64())),
+    })
+}

@@ -1,0 +1,64 @@
+//! The command line: `serve` runs the gateway, `client` calls a running one from a terminal, `config check`
+//! validates a configuration without starting anything.
+
+mod client;
+mod serve;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+pub use client::ClientCommand;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onboarding-gateway",
+    version,
+    about = "gRPC gateway to ConnectPay's BaaS personal onboarding API"
+)]
+pub struct Cli {
+    /// A TOML configuration file (see the README's configuration table).
+    #[arg(long, global = true, env = "ONBOARDING_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Run against an embedded ConnectPay sandbox, on loopback only, without caller authentication.
+        #[arg(long)]
+        sandbox: bool,
+    },
+    /// Call a running gateway from the terminal.
+    Client {
+        /// The gateway's gRPC address.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50051",
+            env = "ONBOARDING_GATEWAY_ADDR"
+        )]
+        addr: String,
+        // Boxed: the KYC flags make this variant much larger than the others.
+        #[command(subcommand)]
+        command: Box<ClientCommand>,
+    },
+    /// Validate the configuration and report every problem.
+    Config {
+        /// Validate for `serve --sandbox` instead of `serve`.
+        #[arg(long)]
+        sandbox: bool,
+    },
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Serve { sandbox } => serve::run(self.config.as_deref(), sandbox),
+            Command::Client { addr, command } => client::run(&addr, *command),
+            Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `serve` and `config check`.
+
+use std::{path::Path, process::ExitCode};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    app,
+    config::{Config, Mode},
+    shutdown, telemetry,
+};
+
+fn load(file: Option<&Path>, mode: Mode) -> Result<Config, ExitCode> {
+    let config = Config::load(file).and_then(|c| c.validate(mode).map(|()| c));
+    config.map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+pub fn check(file: Option<&Path>, sandbox: bool) -> ExitCode {
+    let mode = if sandbox {
+        Mode::Sandbox
+    } else {
+        Mode::Production
+    };
+    match load(file, mode) {
+        Ok(_) => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
+    let mode = if sandbox {
+        Mode::Sandbox
+    } else {
+        Mode::Production
+    };
+    let config = match load(file, mode) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone());
+        let started = if sandbox {
+            app::start_with_sandbox(config, stop.clone()).await
+        } else {
+            app::start(config, stop.clone()).await
+        };
+        match started {
+            Ok(gateway) => {
+                if sandbox {
+                    print_sandbox_banner(&gateway);
+                }
+                gateway.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn print_sandbox_banner(gateway: &app::Gateway) {
+    let grpc = gateway.grpc_addr;
+    let sandbox = gateway.sandbox_url.as_deref().unwrap_or("?");
+    println!(
+        "\
+onboarding-gateway is running in SANDBOX MODE: an embedded ConnectPay simulator, loopback only,
+NO CALLER AUTHENTICATION. Never expose this mode.
+
+  gRPC API            {grpc}  (connectpay.onboarding.v1.Onboarding, health, reflection)
+  ConnectPay sandbox  {sandbox}
+
+Try it from another terminal:
+  onboarding-gateway client --addr http://{grpc} submit --external-reference client-42 --session-id demo-session
+  onboarding-gateway client --addr http://{grpc} get --external-reference client-42
+  grpcurl -plaintext {grpc} list"
+    );
+}

@@ -1,0 +1,476 @@
+//! Configuration: commented defaults → optional TOML file → environment → `validate()`.
+//!
+//! `defaults.toml` beside this file is the reference for every key. Secrets may come inline or from files;
+//! files are read once, here, and their contents live only in `SecretString`s.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub grpc: GrpcConfig,
+    pub connectpay: ConnectPayConfig,
+    pub log: LogConfig,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectPayConfig {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    pub auth_code: Option<SecretString>,
+    pub auth_code_file: Option<PathBuf>,
+    pub notification_url: String,
+    pub providers: Vec<String>,
+    pub allow_insecure_http: bool,
+    pub tls: TlsConfig,
+    pub paths: PathsConfig,
+    pub timeouts: TimeoutsConfig,
+    pub retry: RetryConfig,
+    pub oauth: OauthConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub ca_bundle_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub token: String,
+    pub submit_idv: String,
+    pub get_application: String,
+    pub get_idv: String,
+    pub initiate_application: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    #[serde(with = "humantime_serde")]
+    pub request: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    #[serde(with = "humantime_serde")]
+    pub deadline_margin: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthConfig {
+    #[serde(with = "humantime_serde")]
+    pub refresh_ahead: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub idv_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub review_delay: Duration,
+}
+
+/// How the gateway is being run, which decides what configuration is mandatory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Against a real ConnectPay: everything needed to reach it must be configured.
+    Production,
+    /// Against the embedded sandbox, which supplies the ConnectPay settings itself.
+    Sandbox,
+}
+
+/// Every problem found, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads defaults, then `file`, then the process environment; reads secret files. Does not validate.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// Like [`Config::load`] with the environment replaced by `overrides` (a TOML document): for tests and
+    /// embedding, so they do not depend on the process environment.
+    pub fn load_with(file: Option<&Path>, overrides: &str) -> Result<Config, ConfigError> {
+        Self::load_from(file, Toml::string(overrides))
+    }
+
+    fn load_from(file: Option<&Path>, last: impl figment::Provider) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(vec![format!(
+                    "--config: no such file: {}",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let mut config: Config = figment
+            .merge(last)
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(describe_figment_error).collect()))?;
+        config.read_secret_files()?;
+        Ok(config)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let cp = &mut self.connectpay;
+        for (key, inline, file) in [
+            (
+                "connectpay.client_secret",
+                &mut cp.client_secret,
+                &cp.client_secret_file,
+            ),
+            (
+                "connectpay.auth_code",
+                &mut cp.auth_code,
+                &cp.auth_code_file,
+            ),
+        ] {
+            if let Some(problem) = resolve_secret(key, inline, file.as_deref()) {
+                problems.push(problem);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// Checks everything `mode` needs; every problem names its key.
+    pub fn validate(&self, mode: Mode) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let cp = &self.connectpay;
+        if mode == Mode::Production {
+            if cp.base_url.is_empty() {
+                problems
+                    .push("connectpay.base_url: required (e.g. https://api.connectpay.com)".into());
+            }
+            if cp.client_id.is_empty() {
+                problems.push("connectpay.client_id: required".into());
+            }
+            if cp.client_secret.is_none() {
+                problems.push("connectpay.client_secret (or client_secret_file): required".into());
+            }
+            if cp.notification_url.is_empty() {
+                problems.push("connectpay.notification_url: required (the public URL of the webhook receiver)".into());
+            }
+            if !cp.allow_insecure_http {
+                if cp.tls.client_cert_file.is_none() {
+                    problems.push("connectpay.tls.client_cert_file: required (ConnectPay requires mutual TLS)".into());
+                }
+                if cp.tls.client_key_file.is_none() {
+                    problems.push(
+                        "connectpay.tls.client_key_file: required (ConnectPay requires mutual TLS)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for (key, url) in [
+            ("connectpay.base_url", &cp.base_url),
+            ("connectpay.notification_url", &cp.notification_url),
+        ] {
+            if !url.is_empty() {
+                if let Some(problem) = url_problem(url, cp.allow_insecure_http) {
+                    problems.push(format!("{key}: {problem}"));
+                }
+            }
+        }
+        if cp.tls.client_cert_file.is_some() != cp.tls.client_key_file.is_some() {
+            problems
+                .push("connectpay.tls: client_cert_file and client_key_file go together".into());
+        }
+        for (key, file) in [
+            ("connectpay.tls.client_cert_file", &cp.tls.client_cert_file),
+            ("connectpay.tls.client_key_file", &cp.tls.client_key_file),
+            ("connectpay.tls.ca_bundle_file", &cp.tls.ca_bundle_file),
+        ] {
+            if let Some(file) = file {
+                if !file.is_file() {
+                    problems.push(format!("{key}: no such file: {}", file.display()));
+                }
+            }
+        }
+        if cp.providers.is_empty() || cp.providers.iter().any(|p| p.trim().is_empty()) {
+            problems.push("connectpay.providers: at least one non-empty provider id".into());
+        }
+        for (key, path, placeholder) in [
+            ("connectpay.paths.token", &cp.paths.token, None),
+            ("connectpay.paths.submit_idv", &cp.paths.submit_idv, None),
+            (
+                "connectpay.paths.get_application",
+                &cp.paths.get_application,
+                Some("{applicationId}"),
+            ),
+            (
+                "connectpay.paths.get_idv",
+                &cp.paths.get_idv,
+                Some("{personId}"),
+            ),
+            (
+                "connectpay.paths.initiate_application",
+                &cp.paths.initiate_application,
+                Some("{applicationId}"),
+            ),
+        ] {
+            if !path.starts_with('/') {
+                problems.push(format!("{key}: must start with /"));
+            }
+            if let Some(placeholder) = placeholder {
+                if !path.contains(placeholder) {
+                    problems.push(format!("{key}: must contain {placeholder}"));
+                }
+            }
+        }
+        for (key, value) in [
+            ("connectpay.timeouts.request", cp.timeouts.request),
+            ("connectpay.timeouts.connect", cp.timeouts.connect),
+            ("connectpay.retry.initial_backoff", cp.retry.initial_backoff),
+            ("connectpay.retry.max_backoff", cp.retry.max_backoff),
+            ("connectpay.oauth.request_timeout", cp.oauth.request_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if cp.retry.max_attempts == 0 {
+            problems.push("connectpay.retry.max_attempts: at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!("log.level: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// Reads `file` into `inline` when given; both at once is a mistake worth refusing.
+fn resolve_secret(
+    key: &str,
+    inline: &mut Option<SecretString>,
+    file: Option<&Path>,
+) -> Option<String> {
+    let file = file?;
+    if inline.is_some() {
+        return Some(format!("{key} and {key}_file: set only one"));
+    }
+    match std::fs::read_to_string(file) {
+        // Mounted secrets often end with a newline that is not part of the secret.
+        Ok(content) => {
+            *inline = Some(SecretString::from(
+                content.trim_end_matches(['\r', '\n']).to_owned(),
+            ));
+            None
+        }
+        Err(e) => Some(format!("{key}_file: cannot read {}: {e}", file.display())),
+    }
+}
+
+fn url_problem(raw: &str, allow_http: bool) -> Option<String> {
+    match reqwest::Url::parse(raw) {
+        Err(e) => Some(format!("not a URL ({e})")),
+        Ok(url) => match url.scheme() {
+            "https" => None,
+            "http" if allow_http => None,
+            "http" => Some("must be https (http only with connectpay.allow_insecure_http)".into()),
+            _ => Some("must be an https URL".into()),
+        },
+    }
+}
+
+/// Figment's errors name the key path; keep only that and the problem (never the value, which may be a
+/// secret).
+fn describe_figment_error(e: figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    let problem = match &e.kind {
+        // The "found" half would quote the value, which may be a secret.
+        figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
+        figment::error::Kind::InvalidValue(_, expected) => {
+            format!("invalid value, expected {expected}")
+        }
+        // The path already ends with the unknown key.
+        figment::error::Kind::UnknownField(..) => "unknown key".to_owned(),
+        figment::error::Kind::MissingField(field) => {
+            return format!("{key}.{field}: missing");
+        }
+        figment::error::Kind::Message(message) => message.clone(),
+        other => other.to_string(),
+    };
+    format!("{key}: {problem}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_load_and_suit_the_sandbox_but_not_production() {
+        let config = Config::load_with(None, "").unwrap();
+        assert_eq!(config.grpc.listen.port(), 50051);
+        assert_eq!(config.connectpay.providers, ["ONDATO"]);
+        config.validate(Mode::Sandbox).unwrap();
+        let problems = config.validate(Mode::Production).unwrap_err().0;
+        for key in [
+            "connectpay.base_url",
+            "connectpay.client_id",
+            "connectpay.client_secret",
+            "connectpay.notification_url",
+            "connectpay.tls.client_cert_file",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} not in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_never_the_value() {
+        let e =
+            Config::load_with(None, "[connectpay.retry]\nmax_attempts = \"s3cr3t\"").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("connectpay.retry.max_attempts"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let e = Config::load_with(None, "[grpc]\nlisten_typo = 1").unwrap_err();
+        assert!(
+            e.to_string().contains("grpc.listen_typo: unknown key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_http_needs_the_explicit_switch() {
+        let config = Config::load_with(
+            None,
+            "[connectpay]\nbase_url = \"http://127.0.0.1:1\"\nnotification_url = \"https://gw.example.com/wh\"",
+        )
+        .unwrap();
+        let problems = config.validate(Mode::Sandbox).unwrap_err().0;
+        assert!(
+            problems[0].starts_with("connectpay.base_url: must be https"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_their_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let config = Config::load_with(
+            None,
+            &format!(
+                "[connectpay]\nclient_secret_file = {:?}",
+                file.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            config.connectpay.client_secret.unwrap().expose_secret(),
+            "from-file"
+        );
+
+        let both = Config::load_with(
+            None,
+            &format!(
+                "[connectpay]\nclient_secret = \"x\"\nclient_secret_file = {:?}",
+                file.to_str().unwrap()
+            ),
+        );
+        assert!(both.unwrap_err().to_string().contains("set only one"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+    fn environment_variables_override_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ONBOARDING_GATEWAY_CONNECTPAY__CLIENT_ID", "from-env");
+            jail.set_env("ONBOARDING_GATEWAY_CONNECTPAY__RETRY__MAX_ATTEMPTS", "5");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.connectpay.client_id, "from-env");
+            assert_eq!(config.connectpay.retry.max_attempts, 5);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,41 @@
+//! The ConnectPay adapter: the only code that knows ConnectPay's URLs, headers and JSON.
+//!
+//! `client` has one async fn per endpoint; `transformers` converts between the domain and the `wire` models
+//! (pure); `transport` sends requests with mTLS, OAuth, request ids, timeouts and the `retry` policy;
+//! `oauth` keeps the token pair fresh.
+
+pub mod client;
+pub mod error;
+pub mod oauth;
+pub mod retry;
+pub mod tls;
+pub mod transformers;
+pub mod transport;
+pub mod wire;
+
+pub use client::ConnectPayClient;
+pub use error::UpstreamError;
+pub use oauth::{MemoryPairStore, PairStore, TokenManager, TokenPair};
+pub use retry::CallKind;
+
+/// The endpoints, named for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Token,
+    SubmitIdv,
+    GetApplication,
+    GetIdv,
+    InitiateApplication,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::SubmitIdv => "submit_idv",
+            Endpoint::GetApplication => "get_application",
+            Endpoint::GetIdv => "get_idv",
+            Endpoint::InitiateApplication => "initiate_application",
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Shared test harness: a ConnectPay sandbox (in-process or as its own process), a gateway in-process on
+//! real sockets, a gRPC client, and helpers that read the sandbox's control interface.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod sandbox;
+
+use std::time::Duration;
+
+use onboarding_gateway::{
+    app::{self, Gateway},
+    config::{Config, Mode},
+    grpc::pb::{self, onboarding_client::OnboardingClient},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub use sandbox::TestSandbox;
+
+pub const CLIENT_ID: &str = "gateway-under-test";
+pub const CLIENT_SECRET: &str = "gateway-test-secret";
+
+/// A gateway running in this process, stopped when dropped.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub client: OnboardingClient<Channel>,
+    pub addr: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestGateway {
+    /// Starts a gateway against `sandbox`, with `auth_code` to bootstrap its OAuth pair and `extra` TOML
+    /// appended to the test configuration.
+    pub async fn start(sandbox: &TestSandbox, auth_code: &str, extra: &str) -> TestGateway {
+        let toml = format!(
+            r#"
+[grpc]
+listen = "127.0.0.1:0"
+[connectpay]
+base_url = "{base}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+auth_code = "{auth_code}"
+notification_url = "http://127.0.0.1:9/webhooks/connectpay"
+allow_insecure_http = true
+[log]
+level = "onboarding_gateway=debug,info"
+{extra}
+"#,
+            base = sandbox.base_url(),
+        );
+        let config = Config::load_with(None, &toml).expect("test configuration loads");
+        config
+            .validate(Mode::Sandbox)
+            .expect("test configuration is valid");
+        Self::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> TestGateway {
+        init_logging();
+        let stop = CancellationToken::new();
+        let gateway = app::start(config, stop.clone())
+            .await
+            .expect("gateway starts");
+        let addr = gateway.grpc_addr;
+        let client = OnboardingClient::connect(format!("http://{addr}"))
+            .await
+            .expect("gRPC client connects");
+        TestGateway {
+            gateway: Some(gateway),
+            client,
+            addr,
+            stop,
+        }
+    }
+
+    pub fn client(&self) -> OnboardingClient<Channel> {
+        self.client.clone()
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(gateway) = self.gateway.take() {
+            gateway.wait().await;
+        }
+    }
+}
+
+pub fn init_logging() {
+    // reqwest is built without a default TLS provider (the gateway brings its own); test clients use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "onboarding_gateway=debug,connectpay_sandbox=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub async fn submit(
+    client: &mut OnboardingClient<Channel>,
+    external_reference: &str,
+    session_id: &str,
+) -> Result<pb::Application, tonic::Status> {
+    client
+        .submit_idv_session(pb::SubmitIdvSessionRequest {
+            external_reference: external_reference.into(),
+            session_id: session_id.into(),
+            provider_id: "ONDATO".into(),
+            request_id: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().application.expect("an application"))
+}
+
+pub async fn get(
+    client: &mut OnboardingClient<Channel>,
+    application_id: &str,
+) -> Result<pb::Application, tonic::Status> {
+    client
+        .get_application(pb::GetApplicationRequest {
+            key: Some(pb::get_application_request::Key::ApplicationId(
+                application_id.into(),
+            )),
+        })
+        .await
+        .map(|r| r.into_inner().application.expect("an application"))
+}
+
+pub async fn get_by_reference(
+    client: &mut OnboardingClient<Channel>,
+    external_reference: &str,
+) -> Result<pb::Application, tonic::Status> {
+    client
+        .get_application(pb::GetApplicationRequest {
+            key: Some(pb::get_application_request::Key::ExternalReference(
+                external_reference.into(),
+            )),
+        })
+        .await
+        .map(|r| r.into_inner().application.expect("an application"))
+}
+
+/// Reads the application with `GetApplication` until `done` holds, returning every distinct version seen.
+pub async fn poll_until(
+    client: &mut OnboardingClient<Channel>,
+    application_id: &str,
+    done: impl Fn(&pb::Application) -> bool,
+) -> Vec<pb::Application> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut seen: Vec<pb::Application> = Vec::new();
+    loop {
+        let app = get(client, application_id)
+            .await
+            .expect("GetApplication succeeds");
+        if seen.last().is_none_or(|last| last.version != app.version) {
+            seen.push(app.clone());
+        }
+        if done(&app) {
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting; versions seen: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+pub fn status_of(app: &pb::Application) -> pb::ApplicationStatus {
+    pb::ApplicationStatus::try_from(app.status).expect("a known status")
+}
+
+/// Valid KYC data: the documented example.
+pub fn valid_kyc() -> pb::PersonalKyc {
+    pb::PersonalKyc {
+        is_ubo: Some(true),
+        pep: Some(pb::Pep {
+            is_pep: Some(false),
+            position: String::new(),
+        }),
+        address: Some(pb::Address {
+            country_code: "LT".into(),
+            address_line1: "Gedimino pr. 1".into(),
+            address_line2: String::new(),
+            city: "Vilnius".into(),
+            postcode: "01103".into(),
+        }),
+        account_purposes: vec!["SALARY".into(), "PERSONAL_OR_HOUSEHOLD_EXPENSES".into()],
+        additional_fields: None,
+    }
+}
+
+pub async fn initiate(
+    client: &mut OnboardingClient<Channel>,
+    application_id: &str,
+    kyc: pb::PersonalKyc,
+) -> Result<pb::Application, tonic::Status> {
+    client
+        .initiate_onboarding(pb::InitiateOnboardingRequest {
+            application_id: application_id.into(),
+            request_id: String::new(),
+            kyc: Some(kyc),
+        })
+        .await
+        .map(|r| r.into_inner().application.expect("an application"))
+}
+
+/// The `ErrorInfo.reason` and field-violation paths of a failed call.
+pub fn reason_and_fields(status: &tonic::Status) -> (String, Vec<String>) {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .expect("every error carries an ErrorInfo");
+    assert_eq!(info.domain, "onboarding-gateway");
+    let fields = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    (info.reason.clone(), fields)
+}
