@@ -333,7 +333,7 @@ async fn every_upstream_call_carries_fresh_request_ids_and_the_configured_notifi
     let submits = sandbox.requests("submit_idv").await;
     assert_eq!(
         submits[0]["body"]["notificationUrl"],
-        "http://127.0.0.1:9/webhooks/connectpay"
+        gateway.webhook_url().as_str()
     );
     assert_eq!(submits[0]["body"]["externalReference"], "client-ids");
     assert_eq!(submits[0]["body"]["providerId"], "ONDATO");

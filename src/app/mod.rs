@@ -2,13 +2,13 @@
 
 mod sandbox;
 
-pub use sandbox::start_with_sandbox;
-
 use std::{net::SocketAddr, sync::Arc};
 
 use secrecy::SecretString;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
+
+pub use sandbox::start_with_sandbox;
 
 use crate::{
     config::{Config, ConfigError},
@@ -20,8 +20,9 @@ use crate::{
         transport::Transport,
     },
     grpc,
-    service::Onboarding,
+    service::{self, Onboarding},
     store::MemoryStore,
+    webhook,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +33,9 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("connectpay: cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Listen {
-        what: &'static str,
+        key: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -42,23 +43,117 @@ pub enum StartError {
     Sandbox(std::io::Error),
 }
 
+/// The gateway's sockets, bound before anything else starts, so that the addresses are known (port 0 in
+/// tests; the notification URL in sandbox mode) and a port conflict fails the start at once.
+pub struct Listeners {
+    grpc: TcpListener,
+    webhook: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
+        Ok(Listeners {
+            grpc: bind("grpc.listen", config.grpc.listen).await?,
+            webhook: bind("webhook.listen", config.webhook.listen).await?,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { key, addr, source })
+}
+
 /// A started gateway. Dropping it does not stop it: cancel the shutdown token and `wait`.
 pub struct Gateway {
     pub grpc_addr: SocketAddr,
+    pub webhook_addr: SocketAddr,
     /// The embedded sandbox's base URL, in sandbox mode.
     pub sandbox_url: Option<String>,
+    service: Arc<Onboarding>,
     tasks: JoinSet<()>,
 }
 
 impl Gateway {
+    /// The use cases, e.g. to read how many watch streams are open.
+    pub fn service(&self) -> &Onboarding {
+        &self.service
+    }
+
     /// Waits until every part has stopped (after the shutdown token was cancelled, or a part failed).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }
 
-/// Starts the gateway on an already validated configuration.
+/// Binds and starts the gateway on an already validated configuration.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gateway, StartError> {
+    let listeners = Listeners::bind(&config).await?;
+    run(config, listeners, shutdown).await
+}
+
+/// Starts the gateway on sockets bound earlier.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<Gateway, StartError> {
+    let (connectpay, tokens) = connectpay_client(&config)?;
+    let service = Onboarding::start(
+        connectpay,
+        Arc::new(MemoryStore::default()),
+        service::Settings {
+            providers: config.connectpay.providers.clone(),
+            heartbeat_interval: config.watch.heartbeat_interval,
+            confirmation_timeout: config.webhook.confirmation_timeout,
+            confirmation_concurrency: config.webhook.confirmation_concurrency,
+        },
+        shutdown.clone(),
+    );
+    let webhook_settings = webhook_settings(&config)?;
+
+    let grpc_addr = listeners.grpc_addr();
+    let webhook_addr = listeners.webhook_addr();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(tokens.run(shutdown.clone()));
+    let (grpc_shutdown, grpc_service) = (shutdown.clone(), service.clone());
+    tasks.spawn(async move {
+        let served = grpc::server::serve(listeners.grpc, grpc_service, grpc_shutdown.clone());
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "gRPC server failed");
+            grpc_shutdown.cancel();
+        }
+    });
+    tasks.spawn(webhook::serve(
+        listeners.webhook,
+        webhook_settings,
+        service.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(%grpc_addr, %webhook_addr, "gateway listening");
+    Ok(Gateway {
+        grpc_addr,
+        webhook_addr,
+        sandbox_url: None,
+        service,
+        tasks,
+    })
+}
+
+fn connectpay_client(config: &Config) -> Result<(Arc<ConnectPayClient>, TokenManager), StartError> {
     let cp = &config.connectpay;
     let base_url = reqwest::Url::parse(&cp.base_url)
         .map_err(|_| ConfigError(vec!["connectpay.base_url: not a URL".into()]))?;
@@ -92,45 +187,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         RetryPolicy::from(&cp.retry),
         cp.timeouts.clone(),
     );
-    let connectpay = Arc::new(ConnectPayClient::new(
-        transport,
-        cp.paths.clone(),
-        cp.notification_url.clone(),
-    ));
-    let service = Arc::new(Onboarding::new(
-        connectpay,
-        Arc::new(MemoryStore::default()),
-        cp.providers.clone(),
-    ));
+    let client = ConnectPayClient::new(transport, cp.paths.clone(), cp.notification_url.clone());
+    Ok((Arc::new(client), tokens))
+}
 
-    let grpc_listener = TcpListener::bind(config.grpc.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            what: "grpc.listen",
-            addr: config.grpc.listen,
-            source,
-        })?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|source| StartError::Listen {
-            what: "grpc.listen",
-            addr: config.grpc.listen,
-            source,
-        })?;
-
-    let mut tasks = JoinSet::new();
-    tasks.spawn(tokens.run(shutdown.clone()));
-    let grpc_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = grpc::server::serve(grpc_listener, service, grpc_shutdown.clone()).await {
-            tracing::error!(error = %e, "gRPC server failed");
-            grpc_shutdown.cancel();
-        }
-    });
-    tracing::info!(%grpc_addr, "gRPC API listening");
-    Ok(Gateway {
-        grpc_addr,
-        sandbox_url: None,
-        tasks,
+fn webhook_settings(config: &Config) -> Result<webhook::Settings, StartError> {
+    let wh = &config.webhook;
+    let token_header = http::HeaderName::from_bytes(wh.token_header.as_bytes())
+        .map_err(|_| ConfigError(vec!["webhook.token_header: not a valid header name".into()]))?;
+    Ok(webhook::Settings {
+        path: wh.path.clone(),
+        token_header,
+        gate: webhook::Gate::new(
+            wh.tokens.clone(),
+            wh.allowed_sources.clone(),
+            wh.trusted_proxies.clone(),
+        ),
+        max_body_bytes: wh.max_body_bytes,
+        read_timeout: wh.read_timeout,
     })
 }

@@ -35,6 +35,17 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// WatchApplication: print every change (one JSON object per line) until the application ends.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        /// Resume after the message that carried this token.
+        #[arg(long, default_value = "")]
+        resume_token: String,
+        /// Stop once the application reaches this status, e.g. IDV_APPROVED.
+        #[arg(long, value_name = "STATUS")]
+        until: Option<String>,
+    },
     /// InitiateOnboarding: submit the full KYC data of an application whose IDV was approved.
     Initiate {
         #[command(flatten)]
@@ -192,6 +203,14 @@ async fn call(addr: String, command: ClientCommand) -> Result<Option<pb::Applica
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
+        ClientCommand::Watch {
+            target,
+            resume_token,
+            until,
+        } => {
+            watch(&mut client, target, resume_token, until).await?;
+            return Ok(None);
+        }
         ClientCommand::Initiate {
             target,
             request_id,
@@ -245,6 +264,58 @@ async fn call(addr: String, command: ClientCommand) -> Result<Option<pb::Applica
         }
     };
     Ok(application)
+}
+
+/// Prints each message as one line of JSON; stops at the stream's end or at the wanted status.
+async fn watch(
+    client: &mut OnboardingClient<tonic::transport::Channel>,
+    target: Target,
+    resume_token: String,
+    until: Option<String>,
+) -> Result<(), Status> {
+    use pb::{watch_application_request::Key as WatchKey, watch_application_response::Event};
+    let key = match target.key() {
+        pb::get_application_request::Key::ApplicationId(id) => WatchKey::ApplicationId(id),
+        pb::get_application_request::Key::ExternalReference(r) => WatchKey::ExternalReference(r),
+    };
+    let wanted = until.map(|s| {
+        s.trim_start_matches("APPLICATION_STATUS_")
+            .to_ascii_uppercase()
+    });
+    let mut stream = client
+        .watch_application(pb::WatchApplicationRequest {
+            key: Some(key),
+            resume_token,
+        })
+        .await?
+        .into_inner();
+    while let Some(message) = stream.message().await? {
+        let (kind, body, app) = match &message.event {
+            Some(Event::Snapshot(app)) => ("snapshot", application_json(Some(app)), Some(app)),
+            Some(Event::Change(app)) => ("change", application_json(Some(app)), Some(app)),
+            Some(Event::Heartbeat(beat)) => (
+                "heartbeat",
+                json!({"time": beat.time.as_ref().map(ToString::to_string)}),
+                None,
+            ),
+            None => continue,
+        };
+        println!(
+            "{}",
+            json!({ kind: body, "resumeToken": message.resume_token })
+        );
+        let reached = app
+            .and_then(|a| pb::ApplicationStatus::try_from(a.status).ok())
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("APPLICATION_STATUS_")
+                    .to_owned()
+            });
+        if wanted.is_some() && reached == wanted {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn to_struct(fields: Vec<(String, Value)>) -> prost_types::Struct {

@@ -78,6 +78,7 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
 
 fn print_sandbox_banner(gateway: &app::Gateway) {
     let grpc = gateway.grpc_addr;
+    let webhook = gateway.webhook_addr;
     let sandbox = gateway.sandbox_url.as_deref().unwrap_or("?");
     println!(
         "\
@@ -85,11 +86,12 @@ onboarding-gateway is running in SANDBOX MODE: an embedded ConnectPay simulator,
 NO CALLER AUTHENTICATION. Never expose this mode.
 
   gRPC API            {grpc}  (connectpay.onboarding.v1.Onboarding, health, reflection)
+  webhook receiver    {webhook}  (the sandbox's notifications)
   ConnectPay sandbox  {sandbox}
 
 Try it from another terminal:
   onboarding-gateway client --addr http://{grpc} submit --external-reference client-42 --session-id demo-session
-  onboarding-gateway client --addr http://{grpc} get --external-reference client-42
+  onboarding-gateway client --addr http://{grpc} watch --external-reference client-42
   grpcurl -plaintext {grpc} list"
     );
 }

@@ -14,6 +14,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
+use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -24,6 +25,8 @@ pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub webhook: WebhookConfig,
+    pub watch: WatchConfig,
     pub connectpay: ConnectPayConfig,
     pub log: LogConfig,
     pub sandbox: SandboxConfig,
@@ -33,6 +36,32 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub path: String,
+    pub token_header: String,
+    #[serde(default)]
+    pub tokens: Vec<SecretString>,
+    pub tokens_file: Option<PathBuf>,
+    pub allowed_sources: Vec<IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub confirmation_timeout: Duration,
+    pub confirmation_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +231,21 @@ impl Config {
                 problems.push(problem);
             }
         }
+        if let Some(file) = &self.webhook.tokens_file {
+            match std::fs::read_to_string(file) {
+                Ok(content) => self.webhook.tokens.extend(
+                    content
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(|l| SecretString::from(l.to_owned())),
+                ),
+                Err(e) => problems.push(format!(
+                    "webhook.tokens_file: cannot read {}: {e}",
+                    file.display()
+                )),
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -309,6 +353,10 @@ impl Config {
         if cp.retry.max_attempts == 0 {
             problems.push("connectpay.retry.max_attempts: at least 1".into());
         }
+        self.validate_webhook(mode, &mut problems);
+        if self.watch.heartbeat_interval.is_zero() {
+            problems.push("watch.heartbeat_interval: must be more than zero".into());
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level: {e}"));
         }
@@ -317,6 +365,64 @@ impl Config {
         } else {
             Err(ConfigError(problems))
         }
+    }
+}
+
+impl Config {
+    fn validate_webhook(&self, mode: Mode, problems: &mut Vec<String>) {
+        let wh = &self.webhook;
+        if mode == Mode::Production && wh.tokens.is_empty() {
+            problems.push("webhook.tokens (or tokens_file): at least one token is required".into());
+        }
+        if wh.tokens.len() > 2 {
+            problems.push(
+                "webhook.tokens: at most two (the current one and the next, while rotating)".into(),
+            );
+        }
+        for (i, token) in wh.tokens.iter().enumerate() {
+            if let Some(problem) = token_problem(secrecy::ExposeSecret::expose_secret(token)) {
+                problems.push(format!("webhook.tokens[{i}]: {problem}"));
+            }
+        }
+        if http::HeaderName::from_bytes(wh.token_header.as_bytes()).is_err() {
+            problems.push("webhook.token_header: not a valid header name".into());
+        }
+        if !wh.path.starts_with('/') {
+            problems.push("webhook.path: must start with /".into());
+        }
+        if wh.allowed_sources.is_empty() {
+            problems.push("webhook.allowed_sources: at least one address range".into());
+        }
+        if !(1024..=1024 * 1024).contains(&wh.max_body_bytes) {
+            problems.push("webhook.max_body_bytes: between 1024 and 1048576".into());
+        }
+        for (key, value) in [
+            ("webhook.read_timeout", wh.read_timeout),
+            ("webhook.confirmation_timeout", wh.confirmation_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if wh.confirmation_concurrency == 0 {
+            problems.push("webhook.confirmation_concurrency: at least 1".into());
+        }
+    }
+}
+
+/// What is wrong with a webhook token, if anything: it travels in a header, so only the RFC 7230 `tchar`
+/// characters are possible, and a short one would be guessable.
+fn token_problem(token: &str) -> Option<&'static str> {
+    const TCHAR_SYMBOLS: &str = "!#$%&'*+-.^_`|~";
+    if token.len() < 16 || token.len() > 256 {
+        Some("must be 16-256 characters (ConnectPay's are 36)")
+    } else if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || TCHAR_SYMBOLS.contains(c))
+    {
+        Some("may contain only letters, digits and !#$%&'*+-.^_`|~")
+    } else {
+        None
     }
 }
 
@@ -416,6 +522,49 @@ mod tests {
         assert!(
             e.to_string().contains("grpc.listen_typo: unknown key"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn webhook_tokens_from_a_file_and_their_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(
+            &file,
+            "current-token-0123456789abcdefghijkl\n\nnext-token-0123456789abcdefghijklmno\n",
+        )
+        .unwrap();
+        let config = Config::load_with(
+            None,
+            &format!("[webhook]\ntokens_file = {:?}", file.to_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(config.webhook.tokens.len(), 2);
+        config.validate(Mode::Sandbox).unwrap();
+
+        let config = Config::load_with(
+            None,
+            "[webhook]\ntokens = [\"short\", \"has space 0123456789abcdef\", \"x0123456789abcdef\"]",
+        )
+        .unwrap();
+        let problems = config.validate(Mode::Sandbox).unwrap_err().0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("webhook.tokens: at most two")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("webhook.tokens[0]")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("webhook.tokens[1]")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.contains("short")),
+            "values are never printed: {problems:?}"
         );
     }
 

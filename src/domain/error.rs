@@ -59,6 +59,7 @@ reasons! {
     UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE", "ConnectPay's answer could not be understood";
     UpstreamError => "UPSTREAM_ERROR", "ConnectPay refused the request";
     StoreUnavailable => "STORE_UNAVAILABLE", "the gateway's store is unavailable";
+    ShuttingDown => "SHUTTING_DOWN", "the gateway is shutting down; resume the watch with its last token";
     Internal => "INTERNAL", "internal error";
 }
 

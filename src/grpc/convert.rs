@@ -12,7 +12,7 @@ use crate::{
         Application, ApplicationId, Deadline, Error, FieldViolation, Status,
         kyc::{AddressInput, KycInput, PepInput},
     },
-    service::ApplicationKey,
+    service::{ApplicationKey, WatchEvent, WatchItem},
 };
 
 impl From<Status> for pb::ApplicationStatus {
@@ -74,28 +74,65 @@ pub fn application_id(raw: &str, field: &str) -> Result<ApplicationId, Error> {
     })
 }
 
+/// The `oneof key` shared by the read and watch requests.
+fn application_key(id: Option<String>, reference: Option<String>) -> Result<ApplicationKey, Error> {
+    match (id, reference) {
+        (Some(id), _) => Ok(ApplicationKey::Id(application_id(&id, "application_id")?)),
+        (None, Some(reference)) => {
+            if let Some(problem) = crate::domain::submission::id_problem(
+                &reference,
+                crate::domain::submission::MAX_REFERENCE_LEN,
+            ) {
+                return Err(Error::invalid_field("external_reference", problem));
+            }
+            Ok(ApplicationKey::ExternalReference(reference))
+        }
+        (None, None) => Err(Error::invalid_field(
+            "key",
+            "one of application_id or external_reference is required",
+        )),
+    }
+}
+
 impl TryFrom<Option<pb::get_application_request::Key>> for ApplicationKey {
     type Error = Error;
 
     fn try_from(key: Option<pb::get_application_request::Key>) -> Result<Self, Error> {
         use pb::get_application_request::Key;
         match key {
-            Some(Key::ApplicationId(id)) => {
-                Ok(ApplicationKey::Id(application_id(&id, "application_id")?))
-            }
-            Some(Key::ExternalReference(reference)) => {
-                if let Some(problem) = crate::domain::submission::id_problem(
-                    &reference,
-                    crate::domain::submission::MAX_REFERENCE_LEN,
-                ) {
-                    return Err(Error::invalid_field("external_reference", problem));
-                }
-                Ok(ApplicationKey::ExternalReference(reference))
-            }
-            None => Err(Error::invalid_field(
-                "key",
-                "one of application_id or external_reference is required",
-            )),
+            Some(Key::ApplicationId(id)) => application_key(Some(id), None),
+            Some(Key::ExternalReference(reference)) => application_key(None, Some(reference)),
+            None => application_key(None, None),
+        }
+    }
+}
+
+impl TryFrom<Option<pb::watch_application_request::Key>> for ApplicationKey {
+    type Error = Error;
+
+    fn try_from(key: Option<pb::watch_application_request::Key>) -> Result<Self, Error> {
+        use pb::watch_application_request::Key;
+        match key {
+            Some(Key::ApplicationId(id)) => application_key(Some(id), None),
+            Some(Key::ExternalReference(reference)) => application_key(None, Some(reference)),
+            None => application_key(None, None),
+        }
+    }
+}
+
+impl From<WatchItem> for pb::WatchApplicationResponse {
+    fn from(item: WatchItem) -> Self {
+        use pb::watch_application_response::Event;
+        let event = match item.event {
+            WatchEvent::Snapshot(app) => Event::Snapshot((&app).into()),
+            WatchEvent::Change(app) => Event::Change((&app).into()),
+            WatchEvent::Heartbeat(time) => Event::Heartbeat(pb::Heartbeat {
+                time: Some(timestamp(time)),
+            }),
+        };
+        pb::WatchApplicationResponse {
+            event: Some(event),
+            resume_token: item.token.encode(),
         }
     }
 }

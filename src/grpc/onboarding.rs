@@ -2,7 +2,7 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
@@ -14,7 +14,7 @@ use crate::{
         kyc::KycInput,
         submission::{IdvSubmission, MAX_REFERENCE_LEN, id_problem},
     },
-    service::{ApplicationKey, Onboarding},
+    service::{ApplicationKey, Onboarding, ResumeToken},
 };
 
 pub struct OnboardingApi {
@@ -123,10 +123,17 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
 
     async fn watch_application(
         &self,
-        _request: Request<pb::WatchApplicationRequest>,
+        request: Request<pb::WatchApplicationRequest>,
     ) -> Result<Response<Self::WatchApplicationStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchApplication is not served yet: poll GetApplication",
-        ))
+        const RPC: &str = "WatchApplication";
+        let r = request.into_inner();
+        let key = reply(RPC, ApplicationKey::try_from(r.key))?;
+        let resume = match r.resume_token.as_str() {
+            "" => None,
+            token => Some(reply(RPC, ResumeToken::decode(token))?),
+        };
+        let stream = reply(RPC, self.service.watch(key, resume).await)?;
+        let stream = stream.map(|item| reply(RPC, item.map(pb::WatchApplicationResponse::from)));
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -1,8 +1,20 @@
 //! The use cases, written against the adapters: submit an IDV session, read an application, submit the
-//! KYC data. Every piece of news from ConnectPay goes through the store's `apply`, which runs the status
-//! machine, so no source can move an application backwards.
+//! KYC data, take ConnectPay's notifications, watch an application. Every piece of news from ConnectPay goes
+//! through the store's `apply`, which runs the status machine, so no source can move an application
+//! backwards; every new version wakes the application's watchers.
 
-use std::{sync::Arc, time::SystemTime};
+mod fanout;
+mod notifications;
+mod watch;
+
+use std::{sync::Arc, time::Duration, time::SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use fanout::Watchers;
+pub use notifications::{Notification, Outcome};
+pub use watch::{ResumeToken, WatchEvent, WatchItem};
 
 use crate::{
     connectpay::{CallKind, ConnectPayClient, UpstreamError, client::Reported},
@@ -11,7 +23,7 @@ use crate::{
         error::{ErrorKind, Reason},
         submission::IdvSubmission,
     },
-    store::{Store, StoreError},
+    store::{Event, Store, StoreError},
 };
 
 /// How a caller names an application.
@@ -22,28 +34,69 @@ pub enum ApplicationKey {
     ExternalReference(String),
 }
 
+/// Which ConnectPay endpoint to read an application from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The application GET (falling back to the IDV GET where ConnectPay keeps the IDV stage apart).
+    Application,
+    /// The IDV status GET, by person: what an IDV notification that names only the person calls for.
+    Idv,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The IDV providers callers may name.
+    pub providers: Vec<String>,
+    /// A watch stream with nothing to say sends a heartbeat this often.
+    pub heartbeat_interval: Duration,
+    /// Confirming a notification with ConnectPay may take this long.
+    pub confirmation_timeout: Duration,
+    /// Confirmations running at once.
+    pub confirmation_concurrency: usize,
+}
+
 pub struct Onboarding {
     connectpay: Arc<ConnectPayClient>,
     store: Arc<dyn Store>,
-    providers: Vec<String>,
+    watchers: Arc<Watchers>,
+    confirmations: notifications::Confirmations,
+    confirm_queue: mpsc::UnboundedSender<ApplicationId>,
+    settings: Settings,
+    stopping: CancellationToken,
 }
 
 impl Onboarding {
-    pub fn new(
+    /// Builds the use cases and starts their background work (notification confirmations), which stops
+    /// with `stopping`.
+    pub fn start(
         connectpay: Arc<ConnectPayClient>,
         store: Arc<dyn Store>,
-        providers: Vec<String>,
-    ) -> Self {
-        Onboarding {
+        settings: Settings,
+        stopping: CancellationToken,
+    ) -> Arc<Self> {
+        let (confirm_queue, queue) = mpsc::unbounded_channel();
+        let concurrency = settings.confirmation_concurrency;
+        let this = Arc::new(Onboarding {
             connectpay,
             store,
-            providers,
-        }
+            watchers: Arc::new(Watchers::default()),
+            confirmations: Default::default(),
+            confirm_queue,
+            settings,
+            stopping,
+        });
+        tokio::spawn(this.clone().run_confirmations(queue, concurrency));
+        this
     }
 
     /// The IDV providers callers may name.
     pub fn providers(&self) -> &[String] {
-        &self.providers
+        &self.settings.providers
+    }
+
+    /// The registry of open watch streams.
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
     }
 
     pub async fn submit_idv_session(
@@ -65,11 +118,13 @@ impl Onboarding {
             reported.observation,
             SystemTime::now(),
         );
-        let application = self
+        let applied = self
             .store
             .insert_application(created)
             .await
             .map_err(|e| store_failed(e, CallKind::Submit))?;
+        self.published(&applied.event, applied.changed);
+        let application = applied.event.application;
         tracing::info!(
             application_id = %application.id,
             status = %application.status,
@@ -85,7 +140,7 @@ impl Onboarding {
         deadline: Deadline,
     ) -> Result<Application, Error> {
         let known = self.known(&key).await?;
-        self.refresh(known, deadline).await
+        self.refresh(known, Via::Application, deadline).await
     }
 
     pub async fn initiate_onboarding(
@@ -105,7 +160,7 @@ impl Onboarding {
             )));
         }
         if known.person_id.is_none() {
-            known = self.refresh(known, deadline).await?;
+            known = self.refresh(known, Via::Application, deadline).await?;
         }
         let person_id = known
             .person_id
@@ -125,9 +180,9 @@ impl Onboarding {
         Ok(application)
     }
 
-    async fn known(&self, key: &ApplicationKey) -> Result<Application, Error> {
+    async fn known_event(&self, key: &ApplicationKey) -> Result<Event, Error> {
         let found = match key {
-            ApplicationKey::Id(id) => self.store.application(id).await,
+            ApplicationKey::Id(id) => self.store.current(id).await,
             ApplicationKey::ExternalReference(reference) => {
                 self.store.latest_for_reference(reference).await
             }
@@ -137,22 +192,38 @@ impl Onboarding {
             .ok_or_else(Error::application_not_found)
     }
 
-    /// Reads the application from ConnectPay. In the IDV stage, newer ConnectPay versions know it only by
-    /// its person, so a `404` there is asked again of the IDV status endpoint.
-    async fn refresh(&self, known: Application, deadline: Deadline) -> Result<Application, Error> {
+    async fn known(&self, key: &ApplicationKey) -> Result<Application, Error> {
+        Ok(self.known_event(key).await?.application)
+    }
+
+    /// Reads the application from ConnectPay and records the answer. In the IDV stage, newer ConnectPay
+    /// versions know it only by its person, so a `404` there is asked again of the IDV status endpoint.
+    async fn refresh(
+        &self,
+        known: Application,
+        via: Via,
+        deadline: Deadline,
+    ) -> Result<Application, Error> {
         let read = |e: UpstreamError| e.into_domain(CallKind::Read, "");
-        let reported = match self.connectpay.get_application(&known.id, deadline).await {
-            Ok(reported) => reported,
-            Err(UpstreamError::Status { code: 404, .. })
-                if known.status.is_idv_stage() && known.person_id.is_some() =>
-            {
-                let person_id = known.person_id.as_deref().unwrap_or_default();
-                self.connectpay
-                    .get_idv_status(person_id, deadline)
+        let person_id = known
+            .person_id
+            .clone()
+            .filter(|_| known.status.is_idv_stage());
+        let reported = match (via, person_id) {
+            (Via::Idv, Some(person_id)) => self
+                .connectpay
+                .get_idv_status(&person_id, deadline)
+                .await
+                .map_err(read)?,
+            (_, person_id) => match self.connectpay.get_application(&known.id, deadline).await {
+                Ok(reported) => reported,
+                Err(UpstreamError::Status { code: 404, .. }) if person_id.is_some() => self
+                    .connectpay
+                    .get_idv_status(person_id.as_deref().unwrap_or_default(), deadline)
                     .await
-                    .map_err(read)?
-            }
-            Err(e) => return Err(read(e)),
+                    .map_err(read)?,
+                Err(e) => return Err(read(e)),
+            },
         };
         self.record(&known, reported, CallKind::Read).await
     }
@@ -178,15 +249,22 @@ impl Onboarding {
             .await
             .map_err(|e| store_failed(e, kind))?
             .ok_or_else(Error::application_not_found)?;
-        if applied.changed {
+        self.published(&applied.event, applied.changed);
+        Ok(applied.event.application)
+    }
+
+    /// A recorded version reaches the watchers.
+    fn published(&self, event: &Event, changed: bool) {
+        if changed {
+            let app = &event.application;
             tracing::info!(
-                application_id = %known.id,
-                status = %applied.application.status,
-                version = applied.application.version,
+                application_id = %app.id,
+                status = %app.status,
+                version = app.version,
                 "application changed"
             );
+            self.watchers.notify(&app.id, event.seq);
         }
-        Ok(applied.application)
     }
 }
 

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Mutex, time::SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Applied, Store, StoreError};
+use super::{Applied, Event, Store, StoreError};
 use crate::domain::{Application, ApplicationId, Observation};
 
 #[derive(Default)]
@@ -14,63 +14,110 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    applications: HashMap<ApplicationId, Application>,
-    /// Per external reference, its applications in creation order.
+    /// The event log; an event's sequence is its index + 1.
+    log: Vec<Event>,
+    /// Per application, the positions of its events in the log, oldest first.
+    by_application: HashMap<ApplicationId, Vec<usize>>,
+    /// Per external reference and per person, applications in creation order.
     by_reference: HashMap<String, Vec<ApplicationId>>,
+    by_person: HashMap<String, Vec<ApplicationId>>,
+}
+
+impl State {
+    fn current(&self, id: &ApplicationId) -> Option<&Event> {
+        let position = *self.by_application.get(id)?.last()?;
+        self.log.get(position)
+    }
+
+    fn append(&mut self, application: Application) -> Event {
+        let event = Event {
+            seq: self.log.len() as u64 + 1,
+            application,
+        };
+        let app = &event.application;
+        let positions = self.by_application.entry(app.id.clone()).or_default();
+        if positions.is_empty() {
+            self.by_reference
+                .entry(app.external_reference.clone())
+                .or_default()
+                .push(app.id.clone());
+        }
+        positions.push(self.log.len());
+        // The person id may arrive with a later version; index it once it is known.
+        if let Some(person) = &app.person_id {
+            let ids = self.by_person.entry(person.clone()).or_default();
+            if !ids.contains(&app.id) {
+                ids.push(app.id.clone());
+            }
+        }
+        self.log.push(event.clone());
+        event
+    }
+
+    fn apply(&mut self, id: &ApplicationId, seen: &Observation) -> Option<Applied> {
+        let current = self.current(id)?;
+        Some(match current.application.apply(seen, SystemTime::now()) {
+            None => Applied {
+                event: current.clone(),
+                changed: false,
+            },
+            Some(next) => Applied {
+                event: self.append(next),
+                changed: true,
+            },
+        })
+    }
+
+    fn latest(&self, ids: Option<&Vec<ApplicationId>>) -> Option<Event> {
+        ids.and_then(|ids| ids.last())
+            .and_then(|id| self.current(id))
+            .cloned()
+    }
 }
 
 impl MemoryStore {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave half-applied state behind (every update is a single
-        // insert), so a poisoned lock is still safe to use.
+        // Every update completes under the lock without panicking in between, so a poisoned lock (a
+        // panic elsewhere while holding it) still guards consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn insert_application(
-        &self,
-        application: Application,
-    ) -> Result<Application, StoreError> {
+    async fn insert_application(&self, application: Application) -> Result<Applied, StoreError> {
         let mut state = self.state();
-        if let Some(existing) = state.applications.get(&application.id).cloned() {
+        if state.current(&application.id).is_some() {
             let seen = Observation {
                 status: application.status,
                 upstream_status: application.upstream_status,
                 person_id: application.person_id,
                 baas_client_id: application.baas_client_id,
             };
-            let next = existing.apply(&seen, SystemTime::now()).unwrap_or(existing);
-            state.applications.insert(next.id.clone(), next.clone());
-            return Ok(next);
+            let id = application.id;
+            return Ok(state.apply(&id, &seen).expect("present"));
         }
-        state
-            .by_reference
-            .entry(application.external_reference.clone())
-            .or_default()
-            .push(application.id.clone());
-        state
-            .applications
-            .insert(application.id.clone(), application.clone());
-        Ok(application)
+        Ok(Applied {
+            event: state.append(application),
+            changed: true,
+        })
     }
 
-    async fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError> {
-        Ok(self.state().applications.get(id).cloned())
+    async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError> {
+        Ok(self.state().current(id).cloned())
     }
 
     async fn latest_for_reference(
         &self,
         external_reference: &str,
-    ) -> Result<Option<Application>, StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         let state = self.state();
-        Ok(state
-            .by_reference
-            .get(external_reference)
-            .and_then(|ids| ids.last())
-            .and_then(|id| state.applications.get(id))
-            .cloned())
+        Ok(state.latest(state.by_reference.get(external_reference)))
+    }
+
+    async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError> {
+        let state = self.state();
+        Ok(state.latest(state.by_person.get(person_id)))
     }
 
     async fn apply(
@@ -78,22 +125,25 @@ impl Store for MemoryStore {
         id: &ApplicationId,
         seen: &Observation,
     ) -> Result<Option<Applied>, StoreError> {
-        let mut state = self.state();
-        let Some(current) = state.applications.get(id) else {
-            return Ok(None);
+        Ok(self.state().apply(id, seen))
+    }
+
+    async fn events_after(
+        &self,
+        id: &ApplicationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let state = self.state();
+        let Some(positions) = state.by_application.get(id) else {
+            return Ok(Vec::new());
         };
-        Ok(Some(match current.apply(seen, SystemTime::now()) {
-            None => Applied {
-                application: current.clone(),
-                changed: false,
-            },
-            Some(next) => {
-                state.applications.insert(id.clone(), next.clone());
-                Applied {
-                    application: next,
-                    changed: true,
-                }
-            }
-        }))
+        // Sequences are positions + 1, so the first position past `after` is found by binary search.
+        let start = positions.partition_point(|&p| (p as u64 + 1) <= after);
+        Ok(positions[start..]
+            .iter()
+            .take(limit)
+            .map(|&p| state.log[p].clone())
+            .collect())
     }
 }

@@ -4,13 +4,15 @@
 
 pub mod certs;
 pub mod sandbox;
+pub mod watching;
 
 use std::time::Duration;
 
 use onboarding_gateway::{
-    app::{self, Gateway},
+    app::{self, Gateway, Listeners},
     config::{Config, Mode},
     grpc::pb::{self, onboarding_client::OnboardingClient},
+    webhook,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -38,34 +40,53 @@ impl TestGateway {
     /// Starts a gateway against `sandbox`, with `auth_code` to bootstrap its OAuth pair and `extra` TOML
     /// appended to the test configuration.
     pub async fn start(sandbox: &TestSandbox, auth_code: &str, extra: &str) -> TestGateway {
+        Self::start_adjusted(sandbox, auth_code, extra, |_| {}).await
+    }
+
+    /// Like [`TestGateway::start`], with `adjust` changing the configuration last.
+    pub async fn start_adjusted(
+        sandbox: &TestSandbox,
+        auth_code: &str,
+        extra: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestGateway {
         let toml = format!(
             r#"
 [grpc]
 listen = "127.0.0.1:0"
+[webhook]
+listen = "127.0.0.1:0"
+tokens = ["{token}"]
+allowed_sources = ["127.0.0.0/8"]
 [connectpay]
 base_url = "{base}"
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 auth_code = "{auth_code}"
-notification_url = "http://127.0.0.1:9/webhooks/connectpay"
 allow_insecure_http = true
 [log]
 level = "onboarding_gateway=debug,info"
 {extra}
 "#,
             base = sandbox.base_url(),
+            token = connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN,
         );
-        let config = Config::load_with(None, &toml).expect("test configuration loads");
+        let mut config = Config::load_with(None, &toml).expect("test configuration loads");
+        adjust(&mut config);
         config
             .validate(Mode::Sandbox)
             .expect("test configuration is valid");
         Self::start_with(config).await
     }
 
-    pub async fn start_with(config: Config) -> TestGateway {
+    /// Starts a gateway whose notification URL is its own webhook receiver.
+    pub async fn start_with(mut config: Config) -> TestGateway {
         init_logging();
         let stop = CancellationToken::new();
-        let gateway = app::start(config, stop.clone())
+        let listeners = Listeners::bind(&config).await.expect("gateway binds");
+        config.connectpay.notification_url =
+            webhook::local_url(listeners.webhook_addr(), &config.webhook.path);
+        let gateway = app::run(config, listeners, stop.clone())
             .await
             .expect("gateway starts");
         let addr = gateway.grpc_addr;
@@ -82,6 +103,15 @@ level = "onboarding_gateway=debug,info"
 
     pub fn client(&self) -> OnboardingClient<Channel> {
         self.client.clone()
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("running")
+    }
+
+    /// The URL of this gateway's webhook receiver.
+    pub fn webhook_url(&self) -> String {
+        webhook::local_url(self.gateway().webhook_addr, "/webhooks/connectpay")
     }
 
     pub async fn stop(mut self) {
@@ -227,3 +257,6 @@ pub fn reason_and_fields(status: &tonic::Status) -> (String, Vec<String>) {
         .unwrap_or_default();
     (info.reason.clone(), fields)
 }
+
+#[allow(unused_imports)] // not every test file watches
+pub use watching::*;

@@ -160,6 +160,20 @@ impl TestSandbox {
             .await;
     }
 
+    pub async fn control_put(&self, path: &str, body: Value) {
+        self.control(reqwest::Method::PUT, path, Some(body)).await;
+    }
+
+    pub async fn application(&self, id: &str) -> Value {
+        self.control(reqwest::Method::GET, &format!("applications/{id}"), None)
+            .await
+    }
+
+    pub async fn webhook_log(&self) -> Vec<Value> {
+        let log = self.control(reqwest::Method::GET, "webhooks", None).await;
+        log.as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn mint_auth_code(&self) -> String {
         let answer = self
             .control(reqwest::Method::POST, "auth-codes", None)

@@ -6,6 +6,7 @@ generated from the published API, works end to end, including the error details.
 """
 
 import sys
+import threading
 import time
 import uuid
 
@@ -53,6 +54,24 @@ def error_reason(error):
     return reason, fields
 
 
+def watch(stub, application_id, into, resume_token=""):
+    """Reads a WatchApplication stream to its end (heartbeats skipped) into `into`."""
+    request = onboarding_pb2.WatchApplicationRequest(application_id=application_id, resume_token=resume_token)
+    for message in stub.WatchApplication(request, timeout=60):
+        if message.WhichOneof("event") != "heartbeat":
+            into.append(message)
+
+
+def check_stream(messages):
+    kinds = [m.WhichOneof("event") for m in messages]
+    assert kinds[0] == "snapshot" and all(k == "change" for k in kinds[1:]), kinds
+    apps = [getattr(m, m.WhichOneof("event")) for m in messages]
+    versions = [a.version for a in apps]
+    assert versions == list(range(versions[0], versions[0] + len(versions))), versions
+    assert all(m.resume_token for m in messages)
+    return [Status.Name(a.status) for a in apps]
+
+
 def main():
     channel = grpc.insecure_channel(sys.argv[1])
     stub = onboarding_pb2_grpc.OnboardingStub(channel)
@@ -66,7 +85,11 @@ def main():
     ).application
     assert submitted.status == Status.APPLICATION_STATUS_IDV_TOKEN_GENERATED, submitted
     assert submitted.version == 1
+    watched = []
+    watcher = threading.Thread(target=watch, args=(stub, submitted.application_id, watched))
+    watcher.start()
     history = [submitted] + wait_for(stub, submitted.application_id, Status.APPLICATION_STATUS_IDV_APPROVED)[-1:]
+    assert history[-1].version == 2, history
 
     kyc = kyc_pb2.PersonalKyc(
         is_ubo=True,
@@ -102,6 +125,18 @@ def main():
 
     assert [a.version for a in history] == [1, 2, 3, 4], [a.version for a in history]
     assert history[-1].baas_client_id, history[-1]
+
+    # The watch opened right after the submit saw the whole flow and ended by itself.
+    watcher.join(timeout=30)
+    assert not watcher.is_alive(), "the watch did not end after ACCOUNT_ISSUED"
+    statuses = check_stream(watched)
+    assert statuses[-1] == "APPLICATION_STATUS_ACCOUNT_ISSUED", statuses
+    assert statuses[0] == "APPLICATION_STATUS_IDV_TOKEN_GENERATED", statuses
+
+    # Resuming from the snapshot's token replays exactly the rest.
+    replayed = []
+    watch(stub, submitted.application_id, replayed, resume_token=watched[0].resume_token)
+    assert [m.SerializeToString() for m in replayed] == [m.SerializeToString() for m in watched[1:]]
     print(f"python client: flow complete for {submitted.application_id}, baasClientId {history[-1].baas_client_id}")
 
 

@@ -1,0 +1,169 @@
+//! `WatchApplication` as a use case: a cursor over one application's event log.
+//!
+//! A new watch starts with a snapshot of the current version, then every later version in order; a resumed
+//! watch replays exactly the versions after its token. The stream ends after a terminal status, and with
+//! `Unavailable` when the gateway shuts down (the caller resumes with its last token).
+
+use std::{sync::Arc, time::SystemTime};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures::Stream;
+
+use super::{ApplicationKey, Onboarding, store_failed};
+use crate::{
+    connectpay::CallKind,
+    domain::{
+        Application, Error,
+        error::{ErrorKind, Reason},
+    },
+};
+
+/// How many log entries one read takes; a stream far behind catches up in batches of this size.
+const BATCH: usize = 64;
+
+/// Why a waiting stream woke up.
+enum Wake {
+    Grew,
+    Idle,
+    Stopping,
+}
+
+/// An opaque position in the event log, handed to callers so they can resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResumeToken(u64);
+
+impl ResumeToken {
+    const PREFIX: &'static str = "w1.";
+
+    pub fn encode(self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}{}", Self::PREFIX, self.0))
+    }
+
+    /// Parses a token this gateway issued; anything else is the caller's mistake.
+    pub fn decode(raw: &str) -> Result<ResumeToken, Error> {
+        let invalid = || Error::invalid_field("resume_token", "is not a token this gateway issued");
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        let seq = text
+            .strip_prefix(Self::PREFIX)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(invalid)?;
+        Ok(ResumeToken(seq))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    Snapshot(Application),
+    Change(Application),
+    Heartbeat(SystemTime),
+}
+
+/// One message of a watch stream, with the token that resumes after it.
+#[derive(Debug, Clone)]
+pub struct WatchItem {
+    pub event: WatchEvent,
+    pub token: ResumeToken,
+}
+
+impl Onboarding {
+    /// Opens a watch. Errors that concern the request itself (unknown application, bad token) come back
+    /// at once; later ones end the stream.
+    pub async fn watch(
+        self: &Arc<Self>,
+        key: ApplicationKey,
+        resume: Option<ResumeToken>,
+    ) -> Result<impl Stream<Item = Result<WatchItem, Error>> + Send + 'static, Error> {
+        let current = self.known_event(&key).await?;
+        let id = current.application.id.clone();
+        let this = self.clone();
+        Ok(async_stream::try_stream! {
+            let mut subscription = this.watchers.subscribe(&id);
+            let mut cursor = match resume {
+                Some(ResumeToken(seq)) => seq,
+                None => {
+                    // Re-read after subscribing: nothing recorded from here on can be missed.
+                    let current = this
+                        .store
+                        .current(&id)
+                        .await
+                        .map_err(|e| store_failed(e, CallKind::Read))?
+                        .unwrap_or(current);
+                    let terminal = current.application.status.is_terminal();
+                    yield WatchItem {
+                        event: WatchEvent::Snapshot(current.application),
+                        token: ResumeToken(current.seq),
+                    };
+                    if terminal {
+                        return;
+                    }
+                    current.seq
+                }
+            };
+            loop {
+                let events = this
+                    .store
+                    .events_after(&id, cursor, BATCH)
+                    .await
+                    .map_err(|e| store_failed(e, CallKind::Read))?;
+                let full_batch = events.len() == BATCH;
+                for event in events {
+                    cursor = event.seq;
+                    let terminal = event.application.status.is_terminal();
+                    yield WatchItem {
+                        event: WatchEvent::Change(event.application),
+                        token: ResumeToken(cursor),
+                    };
+                    if terminal {
+                        return;
+                    }
+                }
+                if full_batch {
+                    continue;
+                }
+                // A resumed watch of an application that already ended, with nothing left to replay.
+                if let Some(current) = this.store.current(&id).await.map_err(|e| store_failed(e, CallKind::Read))? {
+                    if current.application.status.is_terminal() && current.seq <= cursor {
+                        return;
+                    }
+                }
+                let woken = tokio::select! {
+                    () = subscription.changed() => Wake::Grew,
+                    () = tokio::time::sleep(this.settings.heartbeat_interval) => Wake::Idle,
+                    () = this.stopping.cancelled() => Wake::Stopping,
+                };
+                match woken {
+                    Wake::Grew => {}
+                    Wake::Idle => yield WatchItem {
+                        event: WatchEvent::Heartbeat(SystemTime::now()),
+                        token: ResumeToken(cursor),
+                    },
+                    Wake::Stopping => Err(Error::new(ErrorKind::Unavailable, Reason::ShuttingDown))?,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_strangers_are_refused() {
+        for seq in [0, 1, 42, u64::MAX] {
+            let token = ResumeToken(seq);
+            assert_eq!(ResumeToken::decode(&token.encode()).unwrap(), token);
+        }
+        for bad in [
+            "",
+            "abc",
+            "dzEu",
+            &URL_SAFE_NO_PAD.encode("w1.-1"),
+            &URL_SAFE_NO_PAD.encode("x1.5"),
+        ] {
+            let e = ResumeToken::decode(bad).unwrap_err();
+            assert_eq!(e.field_violations()[0].field, "resume_token", "{bad}");
+        }
+    }
+}

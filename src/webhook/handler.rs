@@ -1,0 +1,82 @@
+//! One notification: authenticate, read, parse, hand over, answer `OK`.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, State},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::{
+    Settings,
+    parse::{Parsed, parse},
+};
+use crate::service::{Onboarding, Outcome};
+
+pub struct Receiver {
+    pub settings: Settings,
+    pub service: Arc<Onboarding>,
+}
+
+fn refuse(status: StatusCode, reason: &'static str) -> Response {
+    tracing::warn!(reason, status = status.as_u16(), "webhook refused");
+    (status, reason).into_response()
+}
+
+pub async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let settings = &receiver.settings;
+    let client = settings.gate.client_address(peer.ip(), &headers);
+    if !settings.gate.source_allowed(client) {
+        return refuse(StatusCode::FORBIDDEN, "source not allowed");
+    }
+    let token = headers.get(&settings.token_header).map(|v| v.as_bytes());
+    if !settings.gate.token_matches(token) {
+        return refuse(StatusCode::UNAUTHORIZED, "bad token");
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > settings.max_body_bytes) {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let read = Limited::new(body, settings.max_body_bytes).collect();
+    let bytes = match tokio::time::timeout(settings.read_timeout, read).await {
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body too slow"),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "body unreadable"),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    match parse(&bytes) {
+        Parsed::Notification(notification) => {
+            let named = notification.application_id.clone();
+            let outcome = receiver.service.notify(notification).await;
+            match outcome {
+                Outcome::UnknownApplication => {
+                    tracing::info!(application_id = ?named.map(|id| id.to_string()), "notification about an application this gateway did not create; ignored")
+                }
+                outcome => tracing::debug!(?outcome, "notification taken"),
+            }
+        }
+        Parsed::UnknownEvent(event_type) => {
+            tracing::info!(
+                event_type,
+                "notification of an event type this gateway does not handle; ignored"
+            )
+        }
+        Parsed::Unreadable => {
+            tracing::warn!("authenticated notification could not be read; ignored")
+        }
+    }
+    (StatusCode::OK, "OK").into_response()
+}
