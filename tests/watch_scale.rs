@@ -46,6 +46,14 @@ async fn open_streams(gateway: &TestGateway) -> usize {
     gateway.gateway().service().watchers().open_streams()
 }
 
+fn watched_applications(gateway: &TestGateway) -> usize {
+    gateway
+        .gateway()
+        .service()
+        .watchers()
+        .watched_applications()
+}
+
 async fn wait_for_streams(gateway: &TestGateway, wanted: usize) {
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     while open_streams(gateway).await != wanted {
@@ -109,14 +117,7 @@ async fn a_thousand_watchers_each_get_every_change_and_leave_nothing_behind() {
         );
     }
     wait_for_streams(&gateway, 0).await;
-    assert_eq!(
-        gateway
-            .gateway()
-            .service()
-            .watchers()
-            .watched_applications(),
-        0
-    );
+    assert_eq!(watched_applications(&gateway), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,25 +134,11 @@ async fn watchers_that_vanish_abruptly_are_freed_at_once() {
         }
     }
     wait_for_streams(&gateway, APPLICATIONS * WATCHERS_PER_APPLICATION).await;
-    assert_eq!(
-        gateway
-            .gateway()
-            .service()
-            .watchers()
-            .watched_applications(),
-        APPLICATIONS
-    );
+    assert_eq!(watched_applications(&gateway), APPLICATIONS);
 
     // The callers disappear without a word: their connections close under the streams.
     drop(streams);
     drop(clients);
     wait_for_streams(&gateway, 0).await;
-    assert_eq!(
-        gateway
-            .gateway()
-            .service()
-            .watchers()
-            .watched_applications(),
-        0
-    );
+    assert_eq!(watched_applications(&gateway), 0);
 }

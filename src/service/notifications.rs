@@ -43,6 +43,13 @@ pub(super) struct Confirmations {
     pending: Mutex<HashMap<ApplicationId, Pending>>,
 }
 
+impl Confirmations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ApplicationId, Pending>> {
+        // Every critical section leaves the map consistent, so a poisoned lock is still usable.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     running: bool,
@@ -87,11 +94,7 @@ impl Onboarding {
     }
 
     fn queue_confirmation(&self, id: ApplicationId, via_application: bool) {
-        let mut pending = self
-            .confirmations
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.confirmations.lock();
         match pending.get_mut(&id) {
             Some(p) => {
                 p.via_application |= via_application;
@@ -139,11 +142,7 @@ impl Onboarding {
 
     async fn confirm(self: &Arc<Self>, id: ApplicationId) {
         let via_application = {
-            let mut pending = self
-                .confirmations
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.confirmations.lock();
             let Some(p) = pending.get_mut(&id) else {
                 return;
             };
@@ -163,11 +162,7 @@ impl Onboarding {
         }
         .await;
         let retry_in = {
-            let mut pending = self
-                .confirmations
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.confirmations.lock();
             let Some(p) = pending.get_mut(&id) else {
                 return;
             };

@@ -1,0 +1,189 @@
+//! `Config::validate`: every problem found, each naming its key, never its value.
+
+use super::{Config, ConfigError, Mode};
+
+impl Config {
+    /// Checks everything `mode` needs; every problem names its key.
+    pub fn validate(&self, mode: Mode) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let cp = &self.connectpay;
+        if mode == Mode::Production {
+            if cp.base_url.is_empty() {
+                problems
+                    .push("connectpay.base_url: required (e.g. https://api.connectpay.com)".into());
+            }
+            if cp.client_id.is_empty() {
+                problems.push("connectpay.client_id: required".into());
+            }
+            if cp.client_secret.is_none() {
+                problems.push("connectpay.client_secret (or client_secret_file): required".into());
+            }
+            if cp.notification_url.is_empty() {
+                problems.push("connectpay.notification_url: required (the public URL of the webhook receiver)".into());
+            }
+            if !cp.allow_insecure_http {
+                if cp.tls.client_cert_file.is_none() {
+                    problems.push("connectpay.tls.client_cert_file: required (ConnectPay requires mutual TLS)".into());
+                }
+                if cp.tls.client_key_file.is_none() {
+                    problems.push(
+                        "connectpay.tls.client_key_file: required (ConnectPay requires mutual TLS)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for (key, url) in [
+            ("connectpay.base_url", &cp.base_url),
+            ("connectpay.notification_url", &cp.notification_url),
+        ] {
+            if !url.is_empty() {
+                if let Some(problem) = url_problem(url, cp.allow_insecure_http) {
+                    problems.push(format!("{key}: {problem}"));
+                }
+            }
+        }
+        if cp.tls.client_cert_file.is_some() != cp.tls.client_key_file.is_some() {
+            problems
+                .push("connectpay.tls: client_cert_file and client_key_file go together".into());
+        }
+        for (key, file) in [
+            ("connectpay.tls.client_cert_file", &cp.tls.client_cert_file),
+            ("connectpay.tls.client_key_file", &cp.tls.client_key_file),
+            ("connectpay.tls.ca_bundle_file", &cp.tls.ca_bundle_file),
+        ] {
+            if let Some(file) = file {
+                if !file.is_file() {
+                    problems.push(format!("{key}: no such file: {}", file.display()));
+                }
+            }
+        }
+        if cp.providers.is_empty() || cp.providers.iter().any(|p| p.trim().is_empty()) {
+            problems.push("connectpay.providers: at least one non-empty provider id".into());
+        }
+        for (key, path, placeholder) in [
+            ("connectpay.paths.token", &cp.paths.token, None),
+            ("connectpay.paths.submit_idv", &cp.paths.submit_idv, None),
+            (
+                "connectpay.paths.get_application",
+                &cp.paths.get_application,
+                Some("{applicationId}"),
+            ),
+            (
+                "connectpay.paths.get_idv",
+                &cp.paths.get_idv,
+                Some("{personId}"),
+            ),
+            (
+                "connectpay.paths.initiate_application",
+                &cp.paths.initiate_application,
+                Some("{applicationId}"),
+            ),
+        ] {
+            if !path.starts_with('/') {
+                problems.push(format!("{key}: must start with /"));
+            }
+            if let Some(placeholder) = placeholder {
+                if !path.contains(placeholder) {
+                    problems.push(format!("{key}: must contain {placeholder}"));
+                }
+            }
+        }
+        for (key, value) in [
+            ("connectpay.timeouts.request", cp.timeouts.request),
+            ("connectpay.timeouts.connect", cp.timeouts.connect),
+            ("connectpay.retry.initial_backoff", cp.retry.initial_backoff),
+            ("connectpay.retry.max_backoff", cp.retry.max_backoff),
+            ("connectpay.oauth.request_timeout", cp.oauth.request_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if cp.retry.max_attempts == 0 {
+            problems.push("connectpay.retry.max_attempts: at least 1".into());
+        }
+        self.validate_webhook(mode, &mut problems);
+        if self.watch.heartbeat_interval.is_zero() {
+            problems.push("watch.heartbeat_interval: must be more than zero".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!("log.level: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+impl Config {
+    fn validate_webhook(&self, mode: Mode, problems: &mut Vec<String>) {
+        let wh = &self.webhook;
+        if mode == Mode::Production && wh.tokens.is_empty() {
+            problems.push("webhook.tokens (or tokens_file): at least one token is required".into());
+        }
+        if wh.tokens.len() > 2 {
+            problems.push(
+                "webhook.tokens: at most two (the current one and the next, while rotating)".into(),
+            );
+        }
+        for (i, token) in wh.tokens.iter().enumerate() {
+            if let Some(problem) = token_problem(secrecy::ExposeSecret::expose_secret(token)) {
+                problems.push(format!("webhook.tokens[{i}]: {problem}"));
+            }
+        }
+        if http::HeaderName::from_bytes(wh.token_header.as_bytes()).is_err() {
+            problems.push("webhook.token_header: not a valid header name".into());
+        }
+        if !wh.path.starts_with('/') {
+            problems.push("webhook.path: must start with /".into());
+        }
+        if wh.allowed_sources.is_empty() {
+            problems.push("webhook.allowed_sources: at least one address range".into());
+        }
+        if !(1024..=1024 * 1024).contains(&wh.max_body_bytes) {
+            problems.push("webhook.max_body_bytes: between 1024 and 1048576".into());
+        }
+        for (key, value) in [
+            ("webhook.read_timeout", wh.read_timeout),
+            ("webhook.confirmation_timeout", wh.confirmation_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if wh.confirmation_concurrency == 0 {
+            problems.push("webhook.confirmation_concurrency: at least 1".into());
+        }
+    }
+}
+
+/// What is wrong with a webhook token, if anything: it travels in a header, so only the RFC 7230 `tchar`
+/// characters are possible, and a short one would be guessable.
+fn token_problem(token: &str) -> Option<&'static str> {
+    const TCHAR_SYMBOLS: &str = "!#$%&'*+-.^_`|~";
+    if token.len() < 16 || token.len() > 256 {
+        Some("must be 16-256 characters (ConnectPay's are 36)")
+    } else if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || TCHAR_SYMBOLS.contains(c))
+    {
+        Some("may contain only letters, digits and !#$%&'*+-.^_`|~")
+    } else {
+        None
+    }
+}
+
+fn url_problem(raw: &str, allow_http: bool) -> Option<String> {
+    match reqwest::Url::parse(raw) {
+        Err(e) => Some(format!("not a URL ({e})")),
+        Ok(url) => match url.scheme() {
+            "https" => None,
+            "http" if allow_http => None,
+            "http" => Some("must be https (http only with connectpay.allow_insecure_http)".into()),
+            _ => Some("must be an https URL".into()),
+        },
+    }
+}
