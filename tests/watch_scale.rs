@@ -34,9 +34,13 @@ async fn held_applications(gateway: &TestGateway, prefix: &str) -> Vec<String> {
     let mut client = gateway.client();
     let mut ids = Vec::new();
     for i in 0..APPLICATIONS {
-        let app = submit(&mut client, &format!("{prefix}-{i}"), "session-hold")
-            .await
-            .unwrap();
+        let app = submit(
+            &mut client,
+            &format!("{prefix}-{i}"),
+            &format!("session-hold-{i}"),
+        )
+        .await
+        .unwrap();
         ids.push(app.application_id);
     }
     ids

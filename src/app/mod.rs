@@ -13,15 +13,16 @@ pub use sandbox::start_with_sandbox;
 use crate::{
     config::{Config, ConfigError},
     connectpay::{
-        ConnectPayClient, MemoryPairStore, TokenManager,
+        ConnectPayClient, PairStore, TokenManager,
         oauth::TokenEndpoint,
         retry::RetryPolicy,
         tls::{self, TlsError},
         transport::Transport,
     },
+    domain::poll::PollSchedule,
     grpc,
     service::{self, Onboarding},
-    store::MemoryStore,
+    store::{SqliteStore, StoreError, StoreKey, sqlite::SqliteOptions},
     webhook,
 };
 
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error("embedded sandbox: {0}")]
     Sandbox(std::io::Error),
+    #[error("store: {0}")]
+    Store(StoreError),
 }
 
 /// The gateway's sockets, bound before anything else starts, so that the addresses are known (port 0 in
@@ -111,16 +114,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<Gateway, StartError> {
-    let (connectpay, tokens) = connectpay_client(&config)?;
+    let store = Arc::new(open_store(&config).await?);
+    let (connectpay, tokens) = connectpay_client(&config, store.clone())?;
     let service = Onboarding::start(
         connectpay,
-        Arc::new(MemoryStore::default()),
-        service::Settings {
-            providers: config.connectpay.providers.clone(),
-            heartbeat_interval: config.watch.heartbeat_interval,
-            confirmation_timeout: config.webhook.confirmation_timeout,
-            confirmation_concurrency: config.webhook.confirmation_concurrency,
-        },
+        store.clone(),
+        settings(&config),
         shutdown.clone(),
     );
     let webhook_settings = webhook_settings(&config)?;
@@ -153,7 +152,44 @@ pub async fn run(
     })
 }
 
-fn connectpay_client(config: &Config) -> Result<(Arc<ConnectPayClient>, TokenManager), StartError> {
+fn settings(config: &Config) -> service::Settings {
+    service::Settings {
+        providers: config.connectpay.providers.clone(),
+        heartbeat_interval: config.watch.heartbeat_interval,
+        upstream_timeout: config.connectpay.timeouts.background,
+        notification_workers: config.webhook.workers,
+        poll: PollSchedule {
+            idv_interval: config.poll.idv_interval,
+            review_interval: config.poll.review_interval,
+            max_interval: config.poll.max_interval,
+        },
+        poll_rate: config.poll.max_requests_per_second,
+        event_retention: config.retention.events,
+        request_retention: config.retention.requests,
+        cleanup_interval: config.retention.cleanup_interval,
+    }
+}
+
+async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
+    let key = match &config.store.key {
+        Some(secret) => StoreKey::from_secret(secret)
+            .map_err(|e| ConfigError(vec![format!("store.key: {e}")]))?,
+        None => StoreKey::ephemeral(),
+    };
+    let options = SqliteOptions {
+        busy_timeout: config.store.busy_timeout,
+        durability: config.store.durability,
+        read_connections: config.store.read_connections,
+    };
+    SqliteStore::open(&config.store.url, key, &options)
+        .await
+        .map_err(StartError::Store)
+}
+
+fn connectpay_client(
+    config: &Config,
+    pairs: Arc<dyn PairStore>,
+) -> Result<(Arc<ConnectPayClient>, TokenManager), StartError> {
     let cp = &config.connectpay;
     let base_url = reqwest::Url::parse(&cp.base_url)
         .map_err(|_| ConfigError(vec!["connectpay.base_url: not a URL".into()]))?;
@@ -177,7 +213,7 @@ fn connectpay_client(config: &Config) -> Result<(Arc<ConnectPayClient>, TokenMan
             request_timeout: cp.oauth.request_timeout,
         },
         cp.oauth.refresh_ahead,
-        Arc::new(MemoryPairStore::default()),
+        pairs,
         cp.auth_code.clone(),
     );
     let transport = Transport::new(

@@ -29,6 +29,11 @@ pub async fn start_with_sandbox(
     shutdown: CancellationToken,
 ) -> Result<Gateway, StartError> {
     config.grpc.listen = loopback(config.grpc.listen);
+    // The sandbox forgets everything when it stops, so the gateway's state must start empty too.
+    let scratch = tempfile::tempdir().map_err(StartError::Sandbox)?;
+    if config.store.url.is_empty() {
+        config.store.url = format!("sqlite://{}", scratch.path().join("gateway.db").display());
+    }
     config.webhook.listen = loopback(config.webhook.listen);
     let listeners = Listeners::bind(&config).await?;
 
@@ -73,6 +78,7 @@ pub async fn start_with_sandbox(
     gateway.tasks.spawn(async move {
         shutdown.cancelled().await;
         sandbox.shutdown().await;
+        drop(scratch);
     });
     Ok(gateway)
 }

@@ -28,6 +28,9 @@ pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
 pub struct Config {
     pub grpc: GrpcConfig,
     pub webhook: WebhookConfig,
+    pub store: StoreConfig,
+    pub poll: PollConfig,
+    pub retention: RetentionConfig,
     pub watch: WatchConfig,
     pub connectpay: ConnectPayConfig,
     pub log: LogConfig,
@@ -54,9 +57,42 @@ pub struct WebhookConfig {
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub url: String,
+    pub key: Option<SecretString>,
+    pub key_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
-    pub confirmation_timeout: Duration,
-    pub confirmation_concurrency: usize,
+    pub busy_timeout: Duration,
+    pub durability: crate::store::sqlite::Durability,
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    #[serde(with = "humantime_serde")]
+    pub idv_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub review_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    pub max_requests_per_second: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(with = "humantime_serde")]
+    pub events: Duration,
+    #[serde(with = "humantime_serde")]
+    pub requests: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cleanup_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +148,8 @@ pub struct TimeoutsConfig {
     pub connect: Duration,
     #[serde(with = "humantime_serde")]
     pub deadline_margin: Duration,
+    #[serde(with = "humantime_serde")]
+    pub background: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +266,7 @@ impl Config {
                 &mut cp.auth_code,
                 &cp.auth_code_file,
             ),
+            ("store.key", &mut self.store.key, &self.store.key_file),
         ] {
             if let Some(problem) = resolve_secret(key, inline, file.as_deref()) {
                 problems.push(problem);

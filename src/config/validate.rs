@@ -91,6 +91,7 @@ impl Config {
         }
         for (key, value) in [
             ("connectpay.timeouts.request", cp.timeouts.request),
+            ("connectpay.timeouts.background", cp.timeouts.background),
             ("connectpay.timeouts.connect", cp.timeouts.connect),
             ("connectpay.retry.initial_backoff", cp.retry.initial_backoff),
             ("connectpay.retry.max_backoff", cp.retry.max_backoff),
@@ -104,6 +105,7 @@ impl Config {
             problems.push("connectpay.retry.max_attempts: at least 1".into());
         }
         self.validate_webhook(mode, &mut problems);
+        self.validate_store(mode, &mut problems);
         if self.watch.heartbeat_interval.is_zero() {
             problems.push("watch.heartbeat_interval: must be more than zero".into());
         }
@@ -119,6 +121,50 @@ impl Config {
 }
 
 impl Config {
+    fn validate_store(&self, mode: Mode, problems: &mut Vec<String>) {
+        let store = &self.store;
+        if mode == Mode::Production {
+            if store.url.is_empty() {
+                problems.push(
+                    "store.url: required (e.g. sqlite:///var/lib/onboarding-gateway/gateway.db)"
+                        .into(),
+                );
+            }
+            if store.key.is_none() {
+                problems
+                    .push("store.key (or key_file): required (base64 of 32 random bytes)".into());
+            }
+        }
+        if !store.url.is_empty() && !store.url.starts_with("sqlite:") {
+            problems.push("store.url: must start with sqlite:".into());
+        }
+        if let Some(key) = &store.key {
+            if let Err(e) = crate::store::StoreKey::from_secret(key) {
+                problems.push(format!("store.key: {e}"));
+            }
+        }
+        let poll = &self.poll;
+        for (key, value) in [
+            ("poll.idv_interval", poll.idv_interval),
+            ("poll.review_interval", poll.review_interval),
+            ("poll.max_interval", poll.max_interval),
+            ("retention.events", self.retention.events),
+            ("retention.requests", self.retention.requests),
+            (
+                "retention.cleanup_interval",
+                self.retention.cleanup_interval,
+            ),
+            ("store.busy_timeout", store.busy_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if !(poll.max_requests_per_second > 0.0 && poll.max_requests_per_second.is_finite()) {
+            problems.push("poll.max_requests_per_second: must be more than zero".into());
+        }
+    }
+
     fn validate_webhook(&self, mode: Mode, problems: &mut Vec<String>) {
         let wh = &self.webhook;
         if mode == Mode::Production && wh.tokens.is_empty() {
@@ -146,16 +192,10 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&wh.max_body_bytes) {
             problems.push("webhook.max_body_bytes: between 1024 and 1048576".into());
         }
-        for (key, value) in [
-            ("webhook.read_timeout", wh.read_timeout),
-            ("webhook.confirmation_timeout", wh.confirmation_timeout),
-        ] {
+        for (key, value) in [("webhook.read_timeout", wh.read_timeout)] {
             if value.is_zero() {
                 problems.push(format!("{key}: must be more than zero"));
             }
-        }
-        if wh.confirmation_concurrency == 0 {
-            problems.push("webhook.confirmation_concurrency: at least 1".into());
         }
     }
 }

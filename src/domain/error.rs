@@ -60,6 +60,9 @@ reasons! {
     UpstreamError => "UPSTREAM_ERROR", "ConnectPay refused the request";
     StoreUnavailable => "STORE_UNAVAILABLE", "the gateway's store is unavailable";
     ShuttingDown => "SHUTTING_DOWN", "the gateway is shutting down; resume the watch with its last token";
+    ResumeTokenExpired => "RESUME_TOKEN_EXPIRED", "the resume token is older than the event log's retention; start a new watch";
+    IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED", "the request_id was already used for a different request";
+    RequestInProgress => "REQUEST_IN_PROGRESS", "a request with this request_id is still running; retry shortly";
     Internal => "INTERNAL", "internal error";
 }
 

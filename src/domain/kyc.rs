@@ -200,6 +200,59 @@ impl Checker<'_> {
     }
 }
 
+impl PersonalKyc {
+    /// A canonical encoding of the whole content, for idempotency fingerprints (which are stored only as
+    /// keyed hashes). Equal data always encodes equally: objects are written with sorted keys.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "isUbo": self.is_ubo,
+            "isPep": self.pep.is_pep,
+            "position": self.pep.position,
+            "countryCode": self.address.country_code,
+            "addressLine1": self.address.address_line1,
+            "addressLine2": self.address.address_line2,
+            "city": self.address.city,
+            "postcode": self.address.postcode,
+            "accountPurposes": self.account_purposes,
+            "additionalFields": self.additional_fields,
+        });
+        let mut out = Vec::new();
+        write_canonical(&value, &mut out);
+        out
+    }
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(key).unwrap_or_default());
+                out.push(b':');
+                write_canonical(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+    }
+}
+
 macro_rules! redacted_debug {
     ($($ty:ident),*) => {$(
         impl fmt::Debug for $ty {
@@ -369,6 +422,25 @@ mod tests {
         let mut input = valid();
         input.address.as_mut().unwrap().country_code = "lt".into();
         assert_eq!(input.validate("kyc").unwrap().address.country_code, "LT");
+    }
+
+    #[test]
+    fn canonical_bytes_tell_different_data_apart_and_ignore_key_order() {
+        let a = valid().validate("kyc").unwrap();
+        let mut b_input = valid();
+        b_input.address.as_mut().unwrap().city = "Kaunas".into();
+        let b = b_input.validate("kyc").unwrap();
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+        let mut one = valid();
+        one.additional_fields
+            .insert("x".into(), serde_json::json!({"b": 1, "a": 2}));
+        let mut two = valid();
+        two.additional_fields
+            .insert("x".into(), serde_json::json!({"a": 2, "b": 1}));
+        assert_eq!(
+            one.validate("kyc").unwrap().canonical_bytes(),
+            two.validate("kyc").unwrap().canonical_bytes()
+        );
     }
 
     #[test]

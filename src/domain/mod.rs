@@ -7,6 +7,7 @@ pub mod application;
 pub mod deadline;
 pub mod error;
 pub mod kyc;
+pub mod poll;
 pub mod status;
 pub mod submission;
 

@@ -14,7 +14,7 @@ use crate::{
         kyc::KycInput,
         submission::{IdvSubmission, MAX_REFERENCE_LEN, id_problem},
     },
-    service::{ApplicationKey, Onboarding, ResumeToken},
+    service::{ApplicationKey, Call, Onboarding, ResumeToken},
 };
 
 pub struct OnboardingApi {
@@ -44,6 +44,14 @@ fn application(app: &crate::domain::Application) -> Option<pb::Application> {
     Some(app.into())
 }
 
+/// Callers are not authenticated yet: they all share one identity (and one idempotency-key space).
+fn call<T>(request: &Request<T>) -> Call {
+    Call {
+        caller: "anonymous".into(),
+        deadline: convert::deadline(request.metadata()),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::onboarding_server::Onboarding for OnboardingApi {
     async fn submit_idv_session(
@@ -51,7 +59,7 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
         request: Request<pb::SubmitIdvSessionRequest>,
     ) -> Result<Response<pb::SubmitIdvSessionResponse>, Status> {
         const RPC: &str = "SubmitIdvSession";
-        let deadline = convert::deadline(request.metadata());
+        let call = call(&request);
         let r = request.into_inner();
         let submission = reply(
             RPC,
@@ -65,7 +73,7 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
         )?;
         let app = reply(
             RPC,
-            self.service.submit_idv_session(submission, deadline).await,
+            self.service.submit_idv_session(&call, submission).await,
         )?;
         Ok(Response::new(pb::SubmitIdvSessionResponse {
             application: application(&app),
@@ -77,9 +85,9 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
         request: Request<pb::GetApplicationRequest>,
     ) -> Result<Response<pb::GetApplicationResponse>, Status> {
         const RPC: &str = "GetApplication";
-        let deadline = convert::deadline(request.metadata());
+        let call = call(&request);
         let key = reply(RPC, ApplicationKey::try_from(request.into_inner().key))?;
-        let app = reply(RPC, self.service.get_application(key, deadline).await)?;
+        let app = reply(RPC, self.service.get_application(&call, key).await)?;
         Ok(Response::new(pb::GetApplicationResponse {
             application: application(&app),
         }))
@@ -90,7 +98,7 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
         request: Request<pb::InitiateOnboardingRequest>,
     ) -> Result<Response<pb::InitiateOnboardingResponse>, Status> {
         const RPC: &str = "InitiateOnboarding";
-        let deadline = convert::deadline(request.metadata());
+        let call = call(&request);
         let r = request.into_inner();
         let id = reply(
             RPC,
@@ -109,9 +117,12 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
                 .and_then(KycInput::try_from)
                 .and_then(|input| input.validate("kyc")),
         )?;
+        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         let app = reply(
             RPC,
-            self.service.initiate_onboarding(id, kyc, deadline).await,
+            self.service
+                .initiate_onboarding(&call, id, request_id, kyc)
+                .await,
         )?;
         Ok(Response::new(pb::InitiateOnboardingResponse {
             application: application(&app),

@@ -1,15 +1,27 @@
 //! The use cases, written against the adapters: submit an IDV session, read an application, submit the
-//! KYC data, take ConnectPay's notifications, watch an application. Every piece of news from ConnectPay goes
-//! through the store's `apply`, which runs the status machine, so no source can move an application
-//! backwards; every new version wakes the application's watchers.
+//! KYC data (onboarding.rs, with idempotency.rs), take ConnectPay's notifications (notifications.rs), poll
+//! what nobody told the gateway about (poller.rs), watch an application (watch.rs, fanout.rs) and keep the
+//! store's history bounded (housekeeping.rs).
+//!
+//! Every piece of news from ConnectPay goes through the store's `apply`, which runs the status machine in
+//! the same transaction as the write, so no source can move an application backwards; every new version
+//! wakes the application's watchers.
 
 mod fanout;
+mod housekeeping;
+mod idempotency;
 mod notifications;
+mod onboarding;
+mod poller;
 mod watch;
 
-use std::{sync::Arc, time::Duration, time::SystemTime};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use fanout::Watchers;
@@ -19,11 +31,11 @@ pub use watch::{ResumeToken, WatchEvent, WatchItem};
 use crate::{
     connectpay::{CallKind, ConnectPayClient, UpstreamError, client::Reported},
     domain::{
-        Application, ApplicationId, Deadline, Error, PersonalKyc, Status,
+        Application, ApplicationId, Deadline, Error,
         error::{ErrorKind, Reason},
-        submission::IdvSubmission,
+        poll::PollSchedule,
     },
-    store::{Event, Store, StoreError},
+    store::{Event, Source, Store, StoreError},
 };
 
 /// How a caller names an application.
@@ -32,6 +44,14 @@ pub enum ApplicationKey {
     Id(ApplicationId),
     /// The most recent application created for this external reference.
     ExternalReference(String),
+}
+
+/// Who is calling, and until when they wait.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The caller's identity: scopes idempotency keys (and, later, what it may see).
+    pub caller: String,
+    pub deadline: Deadline,
 }
 
 /// Which ConnectPay endpoint to read an application from.
@@ -49,43 +69,60 @@ pub struct Settings {
     pub providers: Vec<String>,
     /// A watch stream with nothing to say sends a heartbeat this often.
     pub heartbeat_interval: Duration,
-    /// Confirming a notification with ConnectPay may take this long.
-    pub confirmation_timeout: Duration,
-    /// Confirmations running at once.
-    pub confirmation_concurrency: usize,
+    /// Confirming a notification or polling may take this long.
+    pub upstream_timeout: Duration,
+    /// Notifications confirmed at once; 0 records them without processing (maintenance, tests).
+    pub notification_workers: usize,
+    pub poll: PollSchedule,
+    /// Polls per second at most, so a backlog never floods ConnectPay.
+    pub poll_rate: f64,
+    /// How long events are kept for resuming watches.
+    pub event_retention: Duration,
+    /// How long idempotency keys are remembered.
+    pub request_retention: Duration,
+    pub cleanup_interval: Duration,
 }
 
 pub struct Onboarding {
     connectpay: Arc<ConnectPayClient>,
     store: Arc<dyn Store>,
     watchers: Arc<Watchers>,
-    confirmations: notifications::Confirmations,
-    confirm_queue: mpsc::UnboundedSender<ApplicationId>,
     settings: Settings,
+    /// Names this process in leases and idempotency records.
+    instance: String,
+    /// A notification was recorded: wake the inbox workers.
+    inbox_wake: Notify,
+    /// Applications to poll at once because their notification could not be recorded.
+    urgent_polls: Mutex<HashSet<ApplicationId>>,
+    poll_wake: Notify,
     stopping: CancellationToken,
 }
 
 impl Onboarding {
-    /// Builds the use cases and starts their background work (notification confirmations), which stops
-    /// with `stopping`.
+    /// Builds the use cases and starts their background work (inbox workers, poller, housekeeping), which
+    /// stops with `stopping`.
     pub fn start(
         connectpay: Arc<ConnectPayClient>,
         store: Arc<dyn Store>,
         settings: Settings,
         stopping: CancellationToken,
     ) -> Arc<Self> {
-        let (confirm_queue, queue) = mpsc::unbounded_channel();
-        let concurrency = settings.confirmation_concurrency;
         let this = Arc::new(Onboarding {
             connectpay,
             store,
             watchers: Arc::new(Watchers::default()),
-            confirmations: Default::default(),
-            confirm_queue,
             settings,
+            instance: uuid::Uuid::new_v4().to_string(),
+            inbox_wake: Notify::new(),
+            urgent_polls: Mutex::new(HashSet::new()),
+            poll_wake: Notify::new(),
             stopping,
         });
-        tokio::spawn(this.clone().run_confirmations(queue, concurrency));
+        if this.settings.notification_workers > 0 {
+            tokio::spawn(this.clone().run_inbox());
+        }
+        tokio::spawn(this.clone().run_poller());
+        tokio::spawn(this.clone().run_housekeeping());
         this
     }
 
@@ -97,87 +134,6 @@ impl Onboarding {
     /// The registry of open watch streams.
     pub fn watchers(&self) -> &Watchers {
         &self.watchers
-    }
-
-    pub async fn submit_idv_session(
-        &self,
-        submission: IdvSubmission,
-        deadline: Deadline,
-    ) -> Result<Application, Error> {
-        let reported = self
-            .connectpay
-            .submit_idv_session(&submission, deadline)
-            .await
-            .map_err(|e| e.into_domain(CallKind::Submit, "session_id"))?;
-        let id = reported
-            .application_id
-            .expect("the client refuses a submit answer without an application id");
-        let created = Application::created(
-            id,
-            submission.external_reference,
-            reported.observation,
-            SystemTime::now(),
-        );
-        let applied = self
-            .store
-            .insert_application(created)
-            .await
-            .map_err(|e| store_failed(e, CallKind::Submit))?;
-        self.published(&applied.event, applied.changed);
-        let application = applied.event.application;
-        tracing::info!(
-            application_id = %application.id,
-            status = %application.status,
-            "IDV session submitted"
-        );
-        Ok(application)
-    }
-
-    /// Asks ConnectPay (the source of truth) and records what it says.
-    pub async fn get_application(
-        &self,
-        key: ApplicationKey,
-        deadline: Deadline,
-    ) -> Result<Application, Error> {
-        let known = self.known(&key).await?;
-        self.refresh(known, Via::Application, deadline).await
-    }
-
-    pub async fn initiate_onboarding(
-        &self,
-        id: ApplicationId,
-        kyc: PersonalKyc,
-        deadline: Deadline,
-    ) -> Result<Application, Error> {
-        let mut known = self.known(&ApplicationKey::Id(id)).await?;
-        // Statuses only move forward, so a status past IDV_APPROVED is final news: no need to ask.
-        // An earlier one may be stale, and ConnectPay decides.
-        if known.status.is_terminal() || !known.last_known_status.is_idv_stage() {
-            return Err(Error::wrong_state(format!(
-                "the application is {}; KYC data is accepted only while it is {}",
-                known.status,
-                Status::IdvApproved
-            )));
-        }
-        if known.person_id.is_none() {
-            known = self.refresh(known, Via::Application, deadline).await?;
-        }
-        let person_id = known
-            .person_id
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::FailedPrecondition, Reason::PersonIdUnknown))?;
-        let reported = self
-            .connectpay
-            .initiate_application(&known.id, &person_id, &kyc, deadline)
-            .await
-            .map_err(|e| e.into_domain(CallKind::Submit, "kyc"))?;
-        let application = self.record(&known, reported, CallKind::Submit).await?;
-        tracing::info!(
-            application_id = %application.id,
-            status = %application.status,
-            "KYC data submitted"
-        );
-        Ok(application)
     }
 
     async fn known_event(&self, key: &ApplicationKey) -> Result<Event, Error> {
@@ -202,6 +158,7 @@ impl Onboarding {
         &self,
         known: Application,
         via: Via,
+        source: Source,
         deadline: Deadline,
     ) -> Result<Application, Error> {
         let read = |e: UpstreamError| e.into_domain(CallKind::Read, "");
@@ -225,13 +182,14 @@ impl Onboarding {
                 Err(e) => return Err(read(e)),
             },
         };
-        self.record(&known, reported, CallKind::Read).await
+        self.record(&known, reported, source, CallKind::Read).await
     }
 
     async fn record(
         &self,
         known: &Application,
         reported: Reported,
+        source: Source,
         kind: CallKind,
     ) -> Result<Application, Error> {
         if reported
@@ -245,7 +203,12 @@ impl Onboarding {
         }
         let applied = self
             .store
-            .apply(&known.id, &reported.observation)
+            .apply(
+                &known.id,
+                &reported.observation,
+                source,
+                &self.settings.poll,
+            )
             .await
             .map_err(|e| store_failed(e, kind))?
             .ok_or_else(Error::application_not_found)?;
@@ -276,4 +239,12 @@ fn store_failed(e: StoreError, kind: CallKind) -> Error {
         CallKind::Submit => ErrorKind::Unknown,
     };
     Error::new(code, Reason::StoreUnavailable)
+}
+
+/// Sleeps for `pause`, or less if the gateway stops; `false` when it stopped.
+async fn pause(stopping: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        () = stopping.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
+    }
 }

@@ -1,196 +1,278 @@
-//! ConnectPay's notifications, as hints.
+//! ConnectPay's notifications: recorded, then confirmed.
 //!
-//! A webhook only says "look at this application": the gateway confirms with ConnectPay's own GET before
-//! anything reaches a watcher, so a leaked webhook token cannot forge a status. Only applications the
-//! gateway created are confirmed (no request amplification), news the gateway already has costs nothing,
-//! and hints that pile up for one application while its confirmation waits or runs cost one more GET at
-//! most.
+//! A notification is recorded in the store's inbox before the sender gets its `OK`, so a crash cannot lose
+//! it; workers then take the recorded notifications, one GET per application however many piled up for it,
+//! and publish only what ConnectPay's GET says — a leaked webhook token cannot forge a status. When the
+//! store cannot take a notification, the sender still gets its `OK` (ConnectPay switches a subscription off
+//! after 100 failures): the application is polled at once instead, and the failure is logged for alerting.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::{Semaphore, mpsc};
+use futures::StreamExt;
 
-use super::{Onboarding, Via};
-use crate::domain::{ApplicationId, Deadline, Observation};
+use super::{ApplicationKey, Onboarding, Via, pause};
+use crate::{
+    domain::{ApplicationId, Deadline, Observation},
+    store::{InboxEntry, InboxRow, Source},
+};
 
-/// What a notification names and claims. The claim is never published; it only spares a GET when it is
-/// news the gateway already has.
+/// What a notification names and claims. The claim is never published; it only spares recording news the
+/// gateway already has.
 #[derive(Debug, Clone, Default)]
 pub struct Notification {
     pub application_id: Option<ApplicationId>,
     pub person_id: Option<String>,
     pub claimed: Option<Observation>,
+    /// `x-connectpay-timestamp`, as sent.
+    pub sent_at: Option<String>,
+    pub event_id: Option<String>,
 }
 
-/// What became of a notification (for logs and tests).
+/// What became of a notification (for logs, metrics and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A confirmation was queued (or merged into one already waiting).
-    Queued,
+    /// Recorded for confirmation.
+    Recorded,
+    /// The same notification was recorded before.
+    Duplicate,
     /// The claim is something the gateway already recorded: nothing to confirm.
     AlreadyKnown,
-    /// Not an application this gateway created: ignored, and ConnectPay is not asked.
-    UnknownApplication,
+    /// The store could not take it: the application is polled instead.
+    Degraded,
 }
 
-/// Confirmations waiting or running, per application.
-#[derive(Default)]
-pub(super) struct Confirmations {
-    pending: Mutex<HashMap<ApplicationId, Pending>>,
-}
+/// How long a notification about an application the gateway does not know is kept: the submit's answer
+/// may still be on its way when a quick IDV decision is notified.
+const UNKNOWN_GRACE: Duration = Duration::from_secs(30);
+/// Notifications taken per round, and how long a worker may hold them.
+const BATCH: usize = 64;
+const LEASE: Duration = Duration::from_secs(60);
+/// After this many failed confirmations a notification is dropped; the poller catches up instead.
+const MAX_ATTEMPTS: u32 = 8;
 
-impl Confirmations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ApplicationId, Pending>> {
-        // Every critical section leaves the map consistent, so a poisoned lock is still usable.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+fn dedupe_key(n: &Notification) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let claimed = n.claimed.as_ref().map(|c| c.upstream_status.as_str());
+    for part in [
+        n.application_id.as_ref().map(ApplicationId::as_str),
+        n.person_id.as_deref(),
+        claimed,
+        n.sent_at.as_deref(),
+        n.event_id.as_deref(),
+    ] {
+        let part = part.unwrap_or_default().as_bytes();
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
     }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
 }
-
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    running: bool,
-    /// Another hint arrived while the GET was in flight: its answer may predate that news.
-    again: bool,
-    /// Some hint named the application (not just the person): read the application itself.
-    via_application: bool,
-    failures: u32,
-}
-
-/// Failed confirmations are tried again this many times, with growing pauses; the poller is the backstop.
-const MAX_FAILURES: u32 = 5;
 
 impl Onboarding {
-    /// Takes a notification. Never fails: whatever happens, the sender gets its `OK`.
-    pub async fn notify(self: &Arc<Self>, notification: Notification) -> Outcome {
-        let found = match (&notification.application_id, &notification.person_id) {
+    /// Takes an authenticated notification. Never fails: whatever happens, the sender gets its `OK`.
+    pub async fn notify(&self, notification: Notification) -> Outcome {
+        let known = match (&notification.application_id, &notification.person_id) {
             (Some(id), _) => self.store.current(id).await,
             (None, Some(person)) => self.store.latest_for_person(person).await,
             (None, None) => Ok(None),
         };
-        let current = match found {
-            Ok(Some(current)) => current.application,
-            Ok(None) => return Outcome::UnknownApplication,
-            Err(e) => {
-                tracing::error!(error = %e, "store failure while taking a notification");
-                return Outcome::UnknownApplication;
-            }
-        };
-        if let Some(claimed) = &notification.claimed {
-            // Only the status and the account id matter here; the person id is not news worth a GET.
+        if let (Ok(Some(current)), Some(claimed)) = (&known, &notification.claimed) {
+            // Only the status and the account id matter here; a person id alone is not worth a GET.
             let claim = Observation {
                 person_id: None,
                 ..claimed.clone()
             };
-            if current.apply(&claim, SystemTime::now()).is_none() {
+            if current
+                .application
+                .apply(&claim, SystemTime::now())
+                .is_none()
+            {
                 return Outcome::AlreadyKnown;
             }
         }
-        self.queue_confirmation(current.id, notification.application_id.is_some());
-        Outcome::Queued
+        let entry = InboxEntry {
+            dedupe_key: dedupe_key(&notification),
+            application_id: notification.application_id.clone(),
+            person_id: notification.person_id.clone(),
+            claimed_status: notification
+                .claimed
+                .as_ref()
+                .map(|c| c.upstream_status.clone()),
+            sent_at: notification.sent_at.clone(),
+            via_application: notification.application_id.is_some(),
+        };
+        match self.store.record_notification(&entry).await {
+            Ok(true) => {
+                self.inbox_wake.notify_one();
+                Outcome::Recorded
+            }
+            Ok(false) => Outcome::Duplicate,
+            Err(e) => {
+                let id = known
+                    .ok()
+                    .flatten()
+                    .map(|e| e.application.id)
+                    .or(notification.application_id);
+                tracing::error!(error = %e, application_id = ?id.as_ref().map(ToString::to_string),
+                    "could not record a notification; polling the application instead");
+                if let Some(id) = id {
+                    self.poll_urgently(id);
+                }
+                Outcome::Degraded
+            }
+        }
     }
 
-    fn queue_confirmation(&self, id: ApplicationId, via_application: bool) {
-        let mut pending = self.confirmations.lock();
-        match pending.get_mut(&id) {
-            Some(p) => {
-                p.via_application |= via_application;
-                if p.running {
-                    p.again = true;
+    /// Confirms recorded notifications until the gateway stops. Notifications left by a crash are the
+    /// first ones taken.
+    pub(super) async fn run_inbox(self: Arc<Self>) {
+        let mut idle = Duration::ZERO;
+        loop {
+            if !idle.is_zero() {
+                tokio::select! {
+                    () = self.stopping.cancelled() => return,
+                    () = self.inbox_wake.notified() => {}
+                    // Postponed and orphaned (lease expired) notifications come due without a wake-up.
+                    () = tokio::time::sleep(idle) => {}
                 }
             }
-            None => {
-                pending.insert(
-                    id.clone(),
-                    Pending {
-                        running: false,
-                        again: false,
-                        via_application,
-                        failures: 0,
-                    },
-                );
-                let _ = self.confirm_queue.send(id);
+            if self.stopping.is_cancelled() {
+                return;
             }
-        }
-    }
-
-    /// Runs confirmations, at most `concurrency` at a time, until the gateway stops.
-    pub(super) async fn run_confirmations(
-        self: Arc<Self>,
-        mut queue: mpsc::UnboundedReceiver<ApplicationId>,
-        concurrency: usize,
-    ) {
-        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-        loop {
-            let id = tokio::select! {
-                () = self.stopping.cancelled() => return,
-                id = queue.recv() => match id { Some(id) => id, None => return },
-            };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let this = self.clone();
-            tokio::spawn(async move {
-                this.confirm(id).await;
-                drop(slot);
-            });
-        }
-    }
-
-    async fn confirm(self: &Arc<Self>, id: ApplicationId) {
-        let via_application = {
-            let mut pending = self.confirmations.lock();
-            let Some(p) = pending.get_mut(&id) else {
-                return;
-            };
-            p.running = true;
-            p.again = false;
-            p.via_application
-        };
-        let result = async {
-            let known = self.known(&super::ApplicationKey::Id(id.clone())).await?;
-            let via = if via_application {
-                Via::Application
-            } else {
-                Via::Idv
-            };
-            let deadline = Deadline::after(self.settings.confirmation_timeout);
-            self.refresh(known, via, deadline).await
-        }
-        .await;
-        let retry_in = {
-            let mut pending = self.confirmations.lock();
-            let Some(p) = pending.get_mut(&id) else {
-                return;
-            };
-            p.running = false;
-            match result {
-                Ok(_) if p.again => Some(Duration::ZERO),
-                Ok(_) => {
-                    pending.remove(&id);
-                    return;
+            match self
+                .store
+                .take_notifications(&self.instance, LEASE, BATCH)
+                .await
+            {
+                Ok(rows) if rows.is_empty() => idle = Duration::from_millis(500),
+                Ok(rows) => {
+                    idle = Duration::ZERO;
+                    self.confirm_batch(rows).await;
                 }
                 Err(e) => {
-                    p.failures += 1;
-                    if p.failures > MAX_FAILURES {
-                        tracing::warn!(application_id = %id, reason = %e.reason, "giving up confirming a notification");
-                        pending.remove(&id);
-                        return;
-                    }
-                    tracing::info!(application_id = %id, reason = %e.reason, "confirming a notification failed; will retry");
-                    Some(Duration::from_millis(200) * 2u32.pow(p.failures))
+                    tracing::error!(error = %e, "could not take recorded notifications");
+                    idle = Duration::from_secs(1);
                 }
             }
-        };
-        if let Some(delay) = retry_in {
-            let this = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = this.confirm_queue.send(id);
-            });
         }
+    }
+
+    /// One GET per application, however many of its notifications are in the batch.
+    async fn confirm_batch(self: &Arc<Self>, rows: Vec<InboxRow>) {
+        let mut groups: HashMap<Option<ApplicationId>, Vec<InboxRow>> = HashMap::new();
+        for row in rows {
+            let id = match (&row.entry.application_id, &row.entry.person_id) {
+                (Some(id), _) => self.store.current(id).await,
+                (None, Some(person)) => self.store.latest_for_person(person).await,
+                (None, None) => Ok(None),
+            };
+            let id = match id {
+                Ok(found) => found.map(|event| event.application.id),
+                Err(e) => {
+                    tracing::error!(error = %e, "store failure while confirming notifications");
+                    self.postpone(&[row], Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            groups.entry(id).or_default().push(row);
+        }
+        let workers = self.settings.notification_workers.max(1);
+        futures::stream::iter(groups)
+            .for_each_concurrent(workers, |(id, rows)| async move {
+                match id {
+                    Some(id) => self.confirm(id, rows).await,
+                    None => self.unknown(rows).await,
+                }
+            })
+            .await;
+    }
+
+    async fn confirm(&self, id: ApplicationId, rows: Vec<InboxRow>) {
+        let via = if rows.iter().any(|r| r.entry.via_application) {
+            Via::Application
+        } else {
+            Via::Idv
+        };
+        let result = async {
+            let known = self.known(&ApplicationKey::Id(id.clone())).await?;
+            let deadline = Deadline::after(self.settings.upstream_timeout);
+            self.refresh(known, via, Source::Other, deadline).await
+        }
+        .await;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        match result {
+            Ok(_) => {
+                if let Err(e) = self.store.finish_notifications(&ids).await {
+                    // They will be confirmed again once their lease runs out: harmless, only a GET more.
+                    tracing::warn!(error = %e, "could not clear confirmed notifications");
+                }
+            }
+            Err(e) => {
+                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
+                if attempts >= MAX_ATTEMPTS {
+                    tracing::warn!(application_id = %id, reason = %e.reason,
+                        "giving up confirming notifications; the poller will catch up");
+                    let _ = self.store.finish_notifications(&ids).await;
+                } else {
+                    tracing::info!(application_id = %id, reason = %e.reason, attempts,
+                        "confirming notifications failed; will retry");
+                    self.postpone(
+                        &rows,
+                        Duration::from_millis(500) * 2u32.pow(attempts.min(8)),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Notifications about no application this gateway created: kept a little while (the submit's answer
+    /// may still be on its way), then dropped. ConnectPay is never asked about them.
+    async fn unknown(&self, rows: Vec<InboxRow>) {
+        let now = SystemTime::now();
+        let (expired, young): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| now.duration_since(r.received_at).unwrap_or_default() >= UNKNOWN_GRACE);
+        if !expired.is_empty() {
+            tracing::info!(
+                count = expired.len(),
+                "notifications about applications this gateway did not create; ignored"
+            );
+            let ids: Vec<i64> = expired.iter().map(|r| r.id).collect();
+            let _ = self.store.finish_notifications(&ids).await;
+        }
+        if !young.is_empty() {
+            self.postpone(&young, Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn postpone(&self, rows: &[InboxRow], pause_for: Duration) {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        if let Err(e) = self
+            .store
+            .postpone_notifications(&ids, SystemTime::now() + pause_for)
+            .await
+        {
+            tracing::warn!(error = %e, "could not postpone notifications; their lease will expire instead");
+        }
+    }
+
+    /// Waits until the inbox is empty (for orderly tests and shutdown), or `within` passes.
+    pub async fn drain_inbox(&self, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < until {
+            if matches!(self.store.inbox_backlog().await, Ok((0, _))) {
+                return true;
+            }
+            if !pause(&self.stopping, Duration::from_millis(20)).await {
+                return false;
+            }
+        }
+        false
     }
 }

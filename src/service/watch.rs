@@ -75,11 +75,28 @@ impl Onboarding {
         resume: Option<ResumeToken>,
     ) -> Result<impl Stream<Item = Result<WatchItem, Error>> + Send + 'static, Error> {
         let current = self.known_event(&key).await?;
+        if let Some(ResumeToken(seq)) = resume {
+            let horizon = self
+                .store
+                .log_horizon()
+                .await
+                .map_err(|e| store_failed(e, CallKind::Read))?;
+            // Events after the token may have been deleted: never resume with a silent gap.
+            if seq < horizon {
+                return Err(Error::new(
+                    ErrorKind::FailedPrecondition,
+                    Reason::ResumeTokenExpired,
+                ));
+            }
+        }
         let id = current.application.id.clone();
         let this = self.clone();
         Ok(async_stream::try_stream! {
             let mut subscription = this.watchers.subscribe(&id);
             let mut cursor = match resume {
+                // A resumed watch of an application that ended at or before the token: nothing to replay.
+                Some(ResumeToken(seq))
+                    if current.application.status.is_terminal() && current.seq <= seq => return,
                 Some(ResumeToken(seq)) => seq,
                 None => {
                     // Re-read after subscribing: nothing recorded from here on can be missed.
@@ -120,12 +137,6 @@ impl Onboarding {
                 }
                 if full_batch {
                     continue;
-                }
-                // A resumed watch of an application that already ended, with nothing left to replay.
-                if let Some(current) = this.store.current(&id).await.map_err(|e| store_failed(e, CallKind::Read))? {
-                    if current.application.status.is_terminal() && current.seq <= cursor {
-                        return;
-                    }
                 }
                 let woken = tokio::select! {
                     () = subscription.changed() => Wake::Grew,

@@ -1,21 +1,35 @@
-//! Where the gateway keeps what it knows about applications: identifiers, statuses and versions, never
-//! KYC data.
+//! Where the gateway keeps what it knows: applications, their event log, the webhook inbox, idempotency
+//! records, poller bookkeeping and the OAuth pair. Identifiers, statuses and bookkeeping only — never KYC
+//! data; IDV session ids and request fingerprints only as keyed hashes; the OAuth pair only sealed.
 //!
 //! One trait, so the use cases do not care which backend holds the state. The status machine runs inside
-//! `apply`, atomically with the write, so concurrent news about one application cannot interleave. Every
-//! new version is appended to an event log with a global sequence; watch streams are cursors over it.
+//! `apply`, in the same transaction as the write, so concurrent news about one application cannot
+//! interleave; every new version is appended to the event log under a global sequence in commit order.
 
-mod memory;
+mod crypto;
+mod outcome;
+pub mod sqlite;
+
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 
-pub use memory::MemoryStore;
+pub use crypto::{StoreKey, StoreKeyError};
+pub use outcome::StoredOutcome;
+pub use sqlite::SqliteStore;
 
-use crate::domain::{Application, ApplicationId, Observation};
+use crate::domain::{Application, ApplicationId, Observation, poll::PollSchedule};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the store is unavailable: {0}")]
 pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
 
 /// One version of an application, at its position in the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +48,74 @@ pub struct Applied {
     pub changed: bool,
 }
 
+/// Where news came from. A poll reschedules the next poll whatever it found; other news only when it
+/// changed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Poll,
+    Other,
+}
+
+/// An authenticated notification, as recorded: parsed identifiers and the claim, never the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Equal for deliveries of the same notification (ConnectPay delivers at least once).
+    pub dedupe_key: [u8; 32],
+    pub application_id: Option<ApplicationId>,
+    pub person_id: Option<String>,
+    pub claimed_status: Option<String>,
+    /// `x-connectpay-timestamp`, as sent.
+    pub sent_at: Option<String>,
+    /// The notification named the application (not only the person).
+    pub via_application: bool,
+}
+
+/// A recorded notification taken for processing.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub entry: InboxEntry,
+    pub received_at: SystemTime,
+    pub attempts: u32,
+}
+
+/// An idempotency key: per caller and method (AIP-155).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    pub caller: String,
+    pub method: &'static str,
+    pub request_id: String,
+}
+
+/// What the idempotency record says about a request.
+#[derive(Debug, Clone)]
+pub enum Begin {
+    /// First time: go ahead (the record now says in progress, owned by the caller of `begin_request`).
+    Proceed,
+    /// An earlier attempt's outcome is unknown (or its owner vanished): find out what happened before
+    /// acting (the record is now owned by this attempt).
+    Reconcile,
+    /// Another attempt is running right now.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+    /// The first definite outcome.
+    Done(StoredOutcome),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records a newly created application as its first event. If one with the same id exists (ConnectPay
-    /// answered the same id twice), the new one's news is applied to it instead.
-    async fn insert_application(&self, application: Application) -> Result<Applied, StoreError>;
+    // Applications and the event log.
 
-    /// The application's current version.
+    /// Records a newly created application as its first event, with the hash of its IDV session. If one
+    /// with the same id exists (ConnectPay answered the same id twice), the news is applied to it instead.
+    async fn insert_application(
+        &self,
+        application: Application,
+        session: &SecretString,
+        schedule: &PollSchedule,
+    ) -> Result<Applied, StoreError>;
+
     async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError>;
 
     /// The current version of the most recently created application for an external reference.
@@ -52,11 +127,20 @@ pub trait Store: Send + Sync + 'static {
     /// The current version of the most recently created application of a ConnectPay person.
     async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError>;
 
-    /// Runs the status machine on what ConnectPay said; `None` for an application the store does not hold.
+    /// The application created from this IDV session, if any.
+    async fn application_for_session(
+        &self,
+        session: &SecretString,
+    ) -> Result<Option<Event>, StoreError>;
+
+    /// Runs the status machine on what ConnectPay said and reschedules the next poll; `None` for an
+    /// application the store does not hold.
     async fn apply(
         &self,
         id: &ApplicationId,
         seen: &Observation,
+        source: Source,
+        schedule: &PollSchedule,
     ) -> Result<Option<Applied>, StoreError>;
 
     /// The application's versions recorded after `after` (a sequence), oldest first, at most `limit`.
@@ -66,4 +150,85 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// Sequences at or below this were deleted by retention: resume tokens that old have expired.
+    async fn log_horizon(&self) -> Result<u64, StoreError>;
+
+    // The poller.
+
+    /// Non-terminal applications whose next poll is due, taken for `lease` (their next poll moves past
+    /// it, so no other poller takes them meanwhile).
+    async fn take_due_polls(
+        &self,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// A poll failed: try again at `at`.
+    async fn postpone_poll(&self, id: &ApplicationId, at: SystemTime) -> Result<(), StoreError>;
+
+    // The webhook inbox.
+
+    /// Records a notification; `false` when the same notification was already recorded.
+    async fn record_notification(&self, entry: &InboxEntry) -> Result<bool, StoreError>;
+
+    /// Takes up to `limit` recorded notifications that are due and not leased, leasing them to `owner`.
+    async fn take_notifications(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<InboxRow>, StoreError>;
+
+    /// The notifications were confirmed (or are not worth confirming): forget them.
+    async fn finish_notifications(&self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// The notifications could not be confirmed now: release them until `until`.
+    async fn postpone_notifications(
+        &self,
+        ids: &[i64],
+        until: SystemTime,
+    ) -> Result<(), StoreError>;
+
+    /// How many notifications wait, and since when the oldest.
+    async fn inbox_backlog(&self) -> Result<(u64, Option<SystemTime>), StoreError>;
+
+    // Idempotency.
+
+    /// Looks the key up and, when the caller may act, marks the request in progress on its behalf.
+    /// `fingerprint` is the request's canonical content (hashed, never stored).
+    async fn begin_request(
+        &self,
+        key: &RequestKey,
+        fingerprint: &[u8],
+        owner: &str,
+        stale_after: Duration,
+    ) -> Result<Begin, StoreError>;
+
+    /// Records the request's outcome: definite (`Some`, replayed to later attempts) or unknown (`None`).
+    async fn finish_request(
+        &self,
+        key: &RequestKey,
+        outcome: Option<&StoredOutcome>,
+    ) -> Result<(), StoreError>;
+
+    // Housekeeping.
+
+    /// Deletes events recorded before `cutoff` and moves the log horizon; returns how many went.
+    async fn delete_events_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
+
+    /// Deletes idempotency records created before `cutoff`.
+    async fn delete_requests_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
+}
+
+/// Microseconds since the epoch: how the store writes times.
+pub(crate) fn micros(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn from_micros(micros: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }

@@ -14,7 +14,7 @@ use super::{
     Settings,
     parse::{Parsed, parse},
 };
-use crate::service::{Onboarding, Outcome};
+use crate::service::Onboarding;
 
 pub struct Receiver {
     pub settings: Settings,
@@ -58,16 +58,16 @@ pub async fn receive(
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     match parse(&bytes) {
-        Parsed::Notification(notification) => {
-            let named = notification.application_id.clone();
+        Parsed::Notification(mut notification) => {
+            // Kept short: it only tells deliveries of one notification apart.
+            notification.sent_at = headers
+                .get("x-connectpay-timestamp")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(64).collect());
             let outcome = receiver.service.notify(notification).await;
-            match outcome {
-                Outcome::UnknownApplication => {
-                    tracing::info!(application_id = ?named.map(|id| id.to_string()), "notification about an application this gateway did not create; ignored")
-                }
-                outcome => tracing::debug!(?outcome, "notification taken"),
-            }
+            tracing::debug!(?outcome, "notification taken");
         }
+
         Parsed::UnknownEvent(event_type) => {
             tracing::info!(
                 event_type,

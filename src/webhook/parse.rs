@@ -41,6 +41,11 @@ pub fn parse(body: &[u8]) -> Parsed {
         .find(|(k, _)| k.eq_ignore_ascii_case("eventType"))
         .and_then(|(_, v)| v.as_str())
         .map(str::to_owned);
+    let event_id = object
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("eventId"))
+        .and_then(|(_, v)| v.as_str())
+        .map(|id| id.chars().take(128).collect::<String>());
     let (fields, announced) = match event_type {
         Some(event_type) => {
             let Some(announced) = announced_status(&event_type) else {
@@ -78,6 +83,8 @@ pub fn parse(body: &[u8]) -> Parsed {
         application_id,
         person_id: fields.person_id,
         claimed,
+        sent_at: None,
+        event_id,
     })
 }
 

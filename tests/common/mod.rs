@@ -21,10 +21,14 @@ pub use sandbox::TestSandbox;
 
 pub const CLIENT_ID: &str = "gateway-under-test";
 pub const CLIENT_SECRET: &str = "gateway-test-secret";
+/// base64 of 32 bytes: the tests' store key.
+pub const STORE_KEY: &str = "dGVzdHMtb25seS1zdG9yZS1rZXktMzItYnl0ZXMtISE=";
 
 /// A gateway running in this process, stopped when dropped.
 pub struct TestGateway {
     pub gateway: Option<Gateway>,
+    /// Holds the store's database; removed with the gateway.
+    scratch: Option<tempfile::TempDir>,
     pub client: OnboardingClient<Channel>,
     pub addr: std::net::SocketAddr,
     stop: CancellationToken,
@@ -50,6 +54,7 @@ impl TestGateway {
         extra: &str,
         adjust: impl FnOnce(&mut Config),
     ) -> TestGateway {
+        let scratch = tempfile::tempdir().expect("a scratch directory");
         let toml = format!(
             r#"
 [grpc]
@@ -58,6 +63,9 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 tokens = ["{token}"]
 allowed_sources = ["127.0.0.0/8"]
+[store]
+url = "sqlite://{db}"
+key = "{STORE_KEY}"
 [connectpay]
 base_url = "{base}"
 client_id = "{CLIENT_ID}"
@@ -69,6 +77,7 @@ level = "onboarding_gateway=debug,info"
 {extra}
 "#,
             base = sandbox.base_url(),
+            db = scratch.path().join("gateway.db").display(),
             token = connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN,
         );
         let mut config = Config::load_with(None, &toml).expect("test configuration loads");
@@ -76,7 +85,9 @@ level = "onboarding_gateway=debug,info"
         config
             .validate(Mode::Sandbox)
             .expect("test configuration is valid");
-        Self::start_with(config).await
+        let mut gateway = Self::start_with(config).await;
+        gateway.scratch = Some(scratch);
+        gateway
     }
 
     /// Starts a gateway whose notification URL is its own webhook receiver.
@@ -95,6 +106,7 @@ level = "onboarding_gateway=debug,info"
             .expect("gRPC client connects");
         TestGateway {
             gateway: Some(gateway),
+            scratch: None,
             client,
             addr,
             stop,

@@ -1,0 +1,113 @@
+//! The webhook inbox: notifications recorded before they are acknowledged, leased to a worker while it
+//! confirms them.
+
+use std::time::{Duration, SystemTime};
+
+use sqlx::{Row, sqlite::SqliteRow};
+
+use super::{SqliteStore, json_ids};
+use crate::{
+    domain::ApplicationId,
+    store::{InboxEntry, InboxRow, StoreError, from_micros, micros},
+};
+
+fn inbox_row(row: &SqliteRow) -> Result<InboxRow, StoreError> {
+    let key: Vec<u8> = row.try_get("dedupe_key")?;
+    let application_id: Option<String> = row.try_get("application_id")?;
+    Ok(InboxRow {
+        id: row.try_get("id")?,
+        entry: InboxEntry {
+            dedupe_key: key
+                .try_into()
+                .map_err(|_| StoreError("malformed dedupe key".into()))?,
+            application_id: application_id.as_deref().and_then(ApplicationId::parse),
+            person_id: row.try_get("person_id")?,
+            claimed_status: row.try_get("claimed_status")?,
+            sent_at: row.try_get("sent_at")?,
+            via_application: row.try_get("via_application")?,
+        },
+        received_at: from_micros(row.try_get("received_at")?),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn record_notification_impl(
+        &self,
+        entry: &InboxEntry,
+    ) -> Result<bool, StoreError> {
+        let now = micros(SystemTime::now());
+        let inserted = sqlx::query(
+            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
+             via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&entry.dedupe_key[..])
+        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
+        .bind(&entry.person_id)
+        .bind(&entry.claimed_status)
+        .bind(&entry.sent_at)
+        .bind(entry.via_application)
+        .bind(now)
+        .bind(now)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn take_notifications_impl(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        let now = SystemTime::now();
+        let rows = sqlx::query(
+            "UPDATE inbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM inbox WHERE not_before <= ? AND (lease_until IS NULL OR lease_until <= ?) \
+             ORDER BY id LIMIT ?) RETURNING *",
+        )
+        .bind(owner)
+        .bind(micros(now + lease))
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(limit as i64)
+        .fetch_all(&self.write)
+        .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+
+    pub(super) async fn finish_notifications_impl(&self, ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(json_ids(ids))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn postpone_notifications_impl(
+        &self,
+        ids: &[i64],
+        until: SystemTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, not_before = ? \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(micros(until))
+        .bind(json_ids(ids))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn inbox_backlog_impl(&self) -> Result<(u64, Option<SystemTime>), StoreError> {
+        let row = sqlx::query("SELECT count(*) AS waiting, min(received_at) AS oldest FROM inbox")
+            .fetch_one(&self.read)
+            .await?;
+        let waiting: i64 = row.try_get("waiting")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((waiting as u64, oldest.map(from_micros)))
+    }
+}
