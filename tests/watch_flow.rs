@@ -304,3 +304,30 @@ async fn a_resumed_watch_replays_exactly_what_came_after_its_token_and_heartbeat
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_consumer_that_reads_nothing_for_a_while_then_drains_gets_every_event_in_order() {
+    let sandbox = TestSandbox::in_process(|_| {}).await;
+    let gateway = TestGateway::start(&sandbox, AUTH_CODES[0], "").await;
+    let mut client = gateway.client();
+    let app = submit(&mut client, "client-sleepy", "session-ok")
+        .await
+        .unwrap();
+    let id = app.application_id.clone();
+    let mut stream = watch(&mut client, by_id(&id), "").await.unwrap();
+    // The whole flow happens while the consumer reads nothing.
+    sandbox_reaches(&sandbox, &id, "IDV_APPROVED").await;
+    initiate(&mut client, &id, valid_kyc()).await.unwrap();
+    sandbox_reaches(&sandbox, &id, "ACCOUNT_ISSUED").await;
+    common::poll_until(&mut client, &id, |a| status_of(a) == S::AccountIssued).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let messages = read_to_end(&mut stream, SOON).await;
+    let statuses = check_stream(&messages, false);
+    assert_eq!(statuses.first(), Some(&S::IdvTokenGenerated));
+    assert_eq!(statuses.last(), Some(&S::AccountIssued));
+    // Versions 1..=n, each once: every version the gateway recorded.
+    assert_eq!(
+        application(messages.last().unwrap()).version,
+        messages.len() as u64
+    );
+}

@@ -44,6 +44,8 @@ pub enum StartError {
     Sandbox(std::io::Error),
     #[error("store: {0}")]
     Store(StoreError),
+    #[error("OAuth: {0}")]
+    OAuth(String),
 }
 
 /// The gateway's sockets, bound before anything else starts, so that the addresses are known (port 0 in
@@ -150,6 +152,53 @@ pub async fn run(
         service,
         tasks,
     })
+}
+
+/// What `oauth bootstrap` did.
+pub enum Bootstrapped {
+    /// A new pair is stored; the refresh token lasts until then (if ConnectPay said).
+    Stored(Option<std::time::SystemTime>),
+    /// The store already holds a pair, and replacing it was not asked for.
+    AlreadyHeld,
+}
+
+/// Exchanges an authCode (read by the operator from a person) into the store, which must hold no pair
+/// unless `replace`: an authCode is never used where a working pair exists.
+pub async fn oauth_bootstrap(
+    config: &Config,
+    auth_code: SecretString,
+    replace: bool,
+) -> Result<Bootstrapped, StartError> {
+    let store = Arc::new(open_store(config).await?);
+    if !replace
+        && PairStore::load(store.as_ref())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    {
+        return Ok(Bootstrapped::AlreadyHeld);
+    }
+    let (_, tokens) = connectpay_client(config, store.clone())?;
+    let pair = tokens
+        .exchange(auth_code)
+        .await
+        .map_err(|e| StartError::OAuth(e.to_string()))?;
+    store.close().await;
+    Ok(Bootstrapped::Stored(pair.refresh_expires_at))
+}
+
+/// The stored pair's refresh-token expiry: `None` when no pair is stored, `Some(None)` when ConnectPay
+/// did not say.
+pub async fn oauth_status(
+    config: &Config,
+) -> Result<Option<Option<std::time::SystemTime>>, StartError> {
+    let store = open_store(config).await?;
+    let pair = PairStore::load(&store)
+        .await
+        .map_err(|e| StartError::OAuth(e.to_string()))?;
+    store.close().await;
+    Ok(pair.map(|p| p.refresh_expires_at))
 }
 
 fn settings(config: &Config) -> service::Settings {

@@ -2,6 +2,7 @@
 //! validates a configuration without starting anything.
 
 mod client;
+mod oauth;
 mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -45,6 +46,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<ClientCommand>,
     },
+    /// Operate the ConnectPay OAuth pair.
+    Oauth {
+        #[command(subcommand)]
+        command: oauth::OauthCommand,
+    },
     /// Validate the configuration and report every problem.
     Config {
         /// Validate for `serve --sandbox` instead of `serve`.
@@ -59,6 +65,7 @@ impl Cli {
             Command::Serve { sandbox } => serve::run(self.config.as_deref(), sandbox),
             Command::Client { addr, command } => client::run(&addr, *command),
             Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
+            Command::Oauth { command } => oauth::run(self.config.as_deref(), command),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     shutdown, telemetry,
 };
 
-fn load(file: Option<&Path>, mode: Mode) -> Result<Config, ExitCode> {
+pub(super) fn load(file: Option<&Path>, mode: Mode) -> Result<Config, ExitCode> {
     let config = Config::load(file).and_then(|c| c.validate(mode).map(|()| c));
     config.map_err(|e| {
         eprint!("{e}");

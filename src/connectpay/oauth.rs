@@ -158,6 +158,24 @@ impl TokenManager {
         self.renew(Some(used.clone())).await.map(drop)
     }
 
+    /// Exchanges an authCode for a new pair and stores it, replacing any pair held: the operator's
+    /// bootstrap (and recovery, after the refresh token was lost).
+    pub async fn exchange(&self, auth_code: SecretString) -> Result<Arc<TokenPair>, UpstreamError> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = inner.renew_lock.lock().await;
+            let pair = Arc::new(inner.request(Grant::AuthorizationCode(auth_code)).await?);
+            inner.store.save(&pair).await.map_err(|e| {
+                tracing::error!(error = %e, "could not store the new OAuth pair");
+                UpstreamError::Auth
+            })?;
+            inner.set_current(pair.clone());
+            Ok(pair)
+        })
+        .await
+        .unwrap_or(Err(UpstreamError::Auth))
+    }
+
     /// When the refresh token stops working, as far as ConnectPay said.
     pub fn refresh_token_expires_at(&self) -> Option<SystemTime> {
         self.current().and_then(|p| p.refresh_expires_at)

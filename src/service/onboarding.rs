@@ -1,7 +1,5 @@
 //! The unary steps: submit an IDV session, read an application, submit the KYC data.
 
-use std::time::SystemTime;
-
 use secrecy::ExposeSecret;
 
 use super::{ApplicationKey, Call, Onboarding, Via, idempotency::Idempotent, store_failed};
@@ -85,7 +83,7 @@ impl Onboarding {
             id,
             submission.external_reference.clone(),
             reported.observation,
-            SystemTime::now(),
+            crate::domain::now(),
         );
         let applied = self
             .store

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod checker;
+pub mod process;
 pub mod sandbox;
 pub mod watching;
 
@@ -115,6 +117,15 @@ level = "onboarding_gateway=debug,info"
 
     pub fn client(&self) -> OnboardingClient<Channel> {
         self.client.clone()
+    }
+
+    /// The store's database file.
+    pub fn database(&self) -> std::path::PathBuf {
+        self.scratch
+            .as_ref()
+            .expect("started by start_adjusted")
+            .path()
+            .join("gateway.db")
     }
 
     pub fn gateway(&self) -> &Gateway {

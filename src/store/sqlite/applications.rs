@@ -153,7 +153,7 @@ impl SqliteStore {
         let Some((current, unchanged)) = Self::current_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        let now = SystemTime::now();
+        let now = crate::domain::now();
         let Some(next) = current.application.apply(seen, now) else {
             if source == Source::Poll {
                 let unchanged = unchanged.saturating_add(1);

@@ -71,11 +71,40 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
+        Self::recover(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
         Ok(SqliteStore { write, read, key })
+    }
+
+    /// One process owns a SQLite database, so whatever a previous process left leased or in progress
+    /// was left by a process that is gone: its notifications are free to take at once, and its
+    /// idempotent requests' outcomes are unknown (the next attempt reconciles).
+    async fn recover(write: &SqlitePool) -> Result<(), StoreError> {
+        let mut tx = write.begin().await?;
+        let released = sqlx::query(
+            "UPDATE inbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let abandoned = sqlx::query(
+            "UPDATE requests SET state = 'unknown', owner = NULL WHERE state = 'in_progress'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if released + abandoned > 0 {
+            tracing::info!(
+                released,
+                abandoned,
+                "recovered what a previous process left in progress"
+            );
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
