@@ -61,6 +61,12 @@ async fn notifications_are_acknowledged_while_the_store_is_locked_and_their_news
     let early = tokio::time::timeout(Duration::from_millis(300), stream.message()).await;
     assert!(early.is_err(), "{early:?}");
 
+    let counts = gateway.gateway().service().notification_counts();
+    assert_eq!(
+        counts.degraded.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "counted for alerting"
+    );
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     drop(lock);
     let change = next(&mut stream, Duration::from_secs(10)).await.unwrap();

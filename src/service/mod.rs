@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use fanout::Watchers;
-pub use notifications::{Notification, Outcome};
+pub use notifications::{Notification, NotificationCounts, Outcome};
 pub use watch::{ResumeToken, WatchEvent, WatchItem};
 
 use crate::{
@@ -92,6 +92,7 @@ pub struct Onboarding {
     instance: String,
     /// A notification was recorded: wake the inbox workers.
     inbox_wake: Notify,
+    notification_counts: NotificationCounts,
     /// Applications to poll at once because their notification could not be recorded.
     urgent_polls: Mutex<HashSet<ApplicationId>>,
     poll_wake: Notify,
@@ -114,6 +115,7 @@ impl Onboarding {
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
+            notification_counts: NotificationCounts::default(),
             urgent_polls: Mutex::new(HashSet::new()),
             poll_wake: Notify::new(),
             stopping,

@@ -8,7 +8,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -45,6 +48,29 @@ pub enum Outcome {
     Degraded,
 }
 
+/// How many notifications ended each way since the process started (exported as metrics; a rising
+/// `degraded` count means ConnectPay's news is arriving only through polls).
+#[derive(Debug, Default)]
+pub struct NotificationCounts {
+    pub recorded: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub already_known: AtomicU64,
+    pub degraded: AtomicU64,
+}
+
+impl NotificationCounts {
+    fn count(&self, outcome: Outcome) -> Outcome {
+        let counter = match outcome {
+            Outcome::Recorded => &self.recorded,
+            Outcome::Duplicate => &self.duplicate,
+            Outcome::AlreadyKnown => &self.already_known,
+            Outcome::Degraded => &self.degraded,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+}
+
 /// How long a notification about an application the gateway does not know is kept: the submit's answer
 /// may still be on its way when a quick IDV decision is notified.
 const UNKNOWN_GRACE: Duration = Duration::from_secs(30);
@@ -76,6 +102,16 @@ fn dedupe_key(n: &Notification) -> [u8; 32] {
 impl Onboarding {
     /// Takes an authenticated notification. Never fails: whatever happens, the sender gets its `OK`.
     pub async fn notify(&self, notification: Notification) -> Outcome {
+        let outcome = self.take_notification(notification).await;
+        self.notification_counts.count(outcome)
+    }
+
+    /// How notifications ended so far.
+    pub fn notification_counts(&self) -> &NotificationCounts {
+        &self.notification_counts
+    }
+
+    async fn take_notification(&self, notification: Notification) -> Outcome {
         let known = match (&notification.application_id, &notification.person_id) {
             (Some(id), _) => self.store.current(id).await,
             (None, Some(person)) => self.store.latest_for_person(person).await,
