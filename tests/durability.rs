@@ -105,7 +105,7 @@ async fn flow(
     n: usize,
 ) -> (String, StreamRecord) {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let app = with_retries(LONG, || {
+    let app = with_retries(LONG, |_| {
         let mut client = gateway_client.clone();
         let request_id = request_id.clone();
         async move {
@@ -125,12 +125,12 @@ async fn flow(
     let id = app.application_id.clone();
     let follower = {
         let (client, id) = (gateway_client.clone(), id.clone());
-        tokio::spawn(async move { follow(client, &id, LONG).await })
+        tokio::spawn(async move { follow(vec![client], &id, LONG).await })
     };
     // Wait for the IDV decision through reads, then hand over the KYC data.
     let until = tokio::time::Instant::now() + LONG;
     loop {
-        let read = with_retries(LONG, || {
+        let read = with_retries(LONG, |_| {
             let mut client = gateway_client.clone();
             let id = id.clone();
             async move { common::get(&mut client, &id).await }
@@ -148,7 +148,7 @@ async fn flow(
         kyc.address.as_mut().unwrap().city = "Decline".into();
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    with_retries(LONG, || {
+    with_retries(LONG, |_| {
         let mut client = gateway_client.clone();
         let (id, kyc, request_id) = (id.clone(), kyc.clone(), request_id.clone());
         async move {

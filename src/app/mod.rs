@@ -4,7 +4,7 @@ mod sandbox;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,10 @@ use crate::{
     domain::poll::PollSchedule,
     grpc,
     service::{self, Onboarding},
-    store::{SqliteStore, StoreError, StoreKey, sqlite::SqliteOptions},
+    store::{
+        Backend, PostgresStore, SqliteStore, Store, StoreError, StoreKey,
+        postgres::PostgresOptions, sqlite::SqliteOptions,
+    },
     webhook,
 };
 
@@ -116,11 +119,11 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<Gateway, StartError> {
-    let store = Arc::new(open_store(&config).await?);
-    let (connectpay, tokens) = connectpay_client(&config, store.clone())?;
+    let opened = open_store(&config, config.store.migrate_at_start).await?;
+    let (connectpay, tokens) = connectpay_client(&config, opened.pairs)?;
     let service = Onboarding::start(
         connectpay,
-        store.clone(),
+        opened.store,
         settings(&config),
         shutdown.clone(),
     );
@@ -169,22 +172,15 @@ pub async fn oauth_bootstrap(
     auth_code: SecretString,
     replace: bool,
 ) -> Result<Bootstrapped, StartError> {
-    let store = Arc::new(open_store(config).await?);
-    if !replace
-        && PairStore::load(store.as_ref())
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    {
+    let opened = open_store(config, config.store.migrate_at_start).await?;
+    if !replace && opened.pairs.load().await.ok().flatten().is_some() {
         return Ok(Bootstrapped::AlreadyHeld);
     }
-    let (_, tokens) = connectpay_client(config, store.clone())?;
+    let (_, tokens) = connectpay_client(config, opened.pairs)?;
     let pair = tokens
         .exchange(auth_code)
         .await
         .map_err(|e| StartError::OAuth(e.to_string()))?;
-    store.close().await;
     Ok(Bootstrapped::Stored(pair.refresh_expires_at))
 }
 
@@ -193,11 +189,12 @@ pub async fn oauth_bootstrap(
 pub async fn oauth_status(
     config: &Config,
 ) -> Result<Option<Option<std::time::SystemTime>>, StartError> {
-    let store = open_store(config).await?;
-    let pair = PairStore::load(&store)
+    let opened = open_store(config, config.store.migrate_at_start).await?;
+    let pair = opened
+        .pairs
+        .load()
         .await
         .map_err(|e| StartError::OAuth(e.to_string()))?;
-    store.close().await;
     Ok(pair.map(|p| p.refresh_expires_at))
 }
 
@@ -207,6 +204,7 @@ fn settings(config: &Config) -> service::Settings {
         heartbeat_interval: config.watch.heartbeat_interval,
         upstream_timeout: config.connectpay.timeouts.background,
         notification_workers: config.webhook.workers,
+        inbox_lease: config.webhook.lease,
         poll: PollSchedule {
             idv_interval: config.poll.idv_interval,
             review_interval: config.poll.review_interval,
@@ -216,23 +214,76 @@ fn settings(config: &Config) -> service::Settings {
         event_retention: config.retention.events,
         request_retention: config.retention.requests,
         cleanup_interval: config.retention.cleanup_interval,
+        tail_interval: config.watch.tail_interval,
     }
 }
 
-async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
-    let key = match &config.store.key {
+/// The store, under both of the interfaces the gateway uses.
+struct Opened {
+    store: Arc<dyn Store>,
+    pairs: Arc<dyn PairStore>,
+}
+
+fn store_key(config: &Config) -> Result<StoreKey, StartError> {
+    Ok(match &config.store.key {
         Some(secret) => StoreKey::from_secret(secret)
             .map_err(|e| ConfigError(vec![format!("store.key: {e}")]))?,
         None => StoreKey::ephemeral(),
-    };
-    let options = SqliteOptions {
-        busy_timeout: config.store.busy_timeout,
-        durability: config.store.durability,
-        read_connections: config.store.read_connections,
-    };
-    SqliteStore::open(&config.store.url, key, &options)
-        .await
-        .map_err(StartError::Store)
+    })
+}
+
+async fn open_store(config: &Config, migrate: bool) -> Result<Opened, StartError> {
+    let url = config
+        .store
+        .url
+        .as_ref()
+        .ok_or_else(|| ConfigError(vec!["store.url: required".into()]))?
+        .expose_secret();
+    let key = store_key(config)?;
+    match Backend::of(url) {
+        // SQLite is embedded: its migrations always run at open.
+        Some(Backend::Sqlite) => {
+            let options = SqliteOptions {
+                busy_timeout: config.store.busy_timeout,
+                durability: config.store.durability,
+                read_connections: config.store.read_connections,
+            };
+            let store = Arc::new(
+                SqliteStore::open(url, key, &options)
+                    .await
+                    .map_err(StartError::Store)?,
+            );
+            Ok(Opened {
+                store: store.clone(),
+                pairs: store,
+            })
+        }
+        Some(Backend::Postgres) => {
+            let options = PostgresOptions {
+                max_connections: config.store.max_connections,
+                acquire_timeout: config.store.acquire_timeout,
+            };
+            let store = Arc::new(
+                PostgresStore::connect(url, key, &options)
+                    .await
+                    .map_err(StartError::Store)?,
+            );
+            if migrate {
+                store.migrate().await.map_err(StartError::Store)?;
+            }
+            Ok(Opened {
+                store: store.clone(),
+                pairs: store,
+            })
+        }
+        None => Err(ConfigError(vec!["store.url: unknown backend".into()]).into()),
+    }
+}
+
+/// Applies the store's migrations (the `migrate` command, for deployments that run them as a step of
+/// their own).
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    open_store(config, true).await.map(drop)
 }
 
 fn connectpay_client(

@@ -31,8 +31,9 @@ pub async fn start_with_sandbox(
     config.grpc.listen = loopback(config.grpc.listen);
     // The sandbox forgets everything when it stops, so the gateway's state must start empty too.
     let scratch = tempfile::tempdir().map_err(StartError::Sandbox)?;
-    if config.store.url.is_empty() {
-        config.store.url = format!("sqlite://{}", scratch.path().join("gateway.db").display());
+    if config.store.url.is_none() {
+        let file = scratch.path().join("gateway.db");
+        config.store.url = Some(SecretString::from(format!("sqlite://{}", file.display())));
     }
     config.webhook.listen = loopback(config.webhook.listen);
     let listeners = Listeners::bind(&config).await?;

@@ -51,6 +51,8 @@ pub enum Command {
         #[command(subcommand)]
         command: oauth::OauthCommand,
     },
+    /// Apply the store's migrations and exit (for deployments that run them as a separate step).
+    Migrate,
     /// Validate the configuration and report every problem.
     Config {
         /// Validate for `serve --sandbox` instead of `serve`.
@@ -66,6 +68,7 @@ impl Cli {
             Command::Client { addr, command } => client::run(&addr, *command),
             Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
             Command::Oauth { command } => oauth::run(self.config.as_deref(), command),
+            Command::Migrate => serve::migrate(self.config.as_deref()),
         }
     }
 }

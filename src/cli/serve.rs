@@ -33,6 +33,34 @@ pub fn check(file: Option<&Path>, sandbox: bool) -> ExitCode {
     }
 }
 
+pub fn migrate(file: Option<&Path>) -> ExitCode {
+    let config = match load(file, Mode::Production) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::migrate(&config)) {
+        Ok(()) => {
+            println!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migration failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
     let mode = if sandbox {
         Mode::Sandbox

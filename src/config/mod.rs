@@ -58,18 +58,25 @@ pub struct WebhookConfig {
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    pub url: String,
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
     pub key: Option<SecretString>,
     pub key_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
     pub durability: crate::store::sqlite::Durability,
     pub read_connections: u32,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    pub migrate_at_start: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +107,8 @@ pub struct RetentionConfig {
 pub struct WatchConfig {
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tail_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +276,7 @@ impl Config {
                 &cp.auth_code_file,
             ),
             ("store.key", &mut self.store.key, &self.store.key_file),
+            ("store.url", &mut self.store.url, &self.store.url_file),
         ] {
             if let Some(problem) = resolve_secret(key, inline, file.as_deref()) {
                 problems.push(problem);

@@ -106,8 +106,13 @@ impl Config {
         }
         self.validate_webhook(mode, &mut problems);
         self.validate_store(mode, &mut problems);
-        if self.watch.heartbeat_interval.is_zero() {
-            problems.push("watch.heartbeat_interval: must be more than zero".into());
+        for (key, value) in [
+            ("watch.heartbeat_interval", self.watch.heartbeat_interval),
+            ("watch.tail_interval", self.watch.tail_interval),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be more than zero"));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level: {e}"));
@@ -124,10 +129,9 @@ impl Config {
     fn validate_store(&self, mode: Mode, problems: &mut Vec<String>) {
         let store = &self.store;
         if mode == Mode::Production {
-            if store.url.is_empty() {
+            if store.url.is_none() {
                 problems.push(
-                    "store.url: required (e.g. sqlite:///var/lib/onboarding-gateway/gateway.db)"
-                        .into(),
+                    "store.url (or url_file): required (sqlite://PATH or postgres://…)".into(),
                 );
             }
             if store.key.is_none() {
@@ -135,8 +139,13 @@ impl Config {
                     .push("store.key (or key_file): required (base64 of 32 random bytes)".into());
             }
         }
-        if !store.url.is_empty() && !store.url.starts_with("sqlite:") {
-            problems.push("store.url: must start with sqlite:".into());
+        if let Some(url) = &store.url {
+            // Only the scheme is named: the rest may carry a password.
+            let url = secrecy::ExposeSecret::expose_secret(url);
+            if crate::store::Backend::of(url).is_none() {
+                problems
+                    .push("store.url: must start with sqlite:, postgres: or postgresql:".into());
+            }
         }
         if let Some(key) = &store.key {
             if let Err(e) = crate::store::StoreKey::from_secret(key) {
@@ -155,6 +164,7 @@ impl Config {
                 self.retention.cleanup_interval,
             ),
             ("store.busy_timeout", store.busy_timeout),
+            ("store.acquire_timeout", store.acquire_timeout),
         ] {
             if value.is_zero() {
                 problems.push(format!("{key}: must be more than zero"));
@@ -192,7 +202,10 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&wh.max_body_bytes) {
             problems.push("webhook.max_body_bytes: between 1024 and 1048576".into());
         }
-        for (key, value) in [("webhook.read_timeout", wh.read_timeout)] {
+        for (key, value) in [
+            ("webhook.read_timeout", wh.read_timeout),
+            ("webhook.lease", wh.lease),
+        ] {
             if value.is_zero() {
                 problems.push(format!("{key}: must be more than zero"));
             }

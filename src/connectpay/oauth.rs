@@ -68,7 +68,16 @@ impl TokenPair {
 pub trait PairStore: Send + Sync + 'static {
     async fn load(&self) -> Result<Option<TokenPair>, PairStoreError>;
     async fn save(&self, pair: &TokenPair) -> Result<(), PairStoreError>;
+
+    /// Excludes every other process sharing the store from renewing until the guard is dropped. A store
+    /// used by one process needs nothing beyond the in-process lock.
+    async fn lock(&self) -> Result<PairLock, PairStoreError> {
+        Ok(Box::new(()))
+    }
 }
+
+/// Held while renewing; dropping it lets the next renewer in.
+pub type PairLock = Box<dyn Send + Sync>;
 
 pub type PairStoreError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -164,6 +173,8 @@ impl TokenManager {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let _one_at_a_time = inner.renew_lock.lock().await;
+            let _one_replica_at_a_time =
+                inner.store.lock().await.map_err(|_| UpstreamError::Auth)?;
             let pair = Arc::new(inner.request(Grant::AuthorizationCode(auth_code)).await?);
             inner.store.save(&pair).await.map_err(|e| {
                 tracing::error!(error = %e, "could not store the new OAuth pair");
@@ -237,6 +248,14 @@ impl Inner {
 
     async fn renew(&self, seen: Option<Arc<TokenPair>>) -> Result<Arc<TokenPair>, UpstreamError> {
         let _one_at_a_time = self.renew_lock.lock().await;
+        // Held across the read of the stored pair and the refresh, so that of several replicas only one
+        // spends the refresh token; the others find its new pair when they get the lock.
+        let _one_replica_at_a_time = self.store.lock().await.map_err(|e| {
+            tracing::warn!(error = %e, "could not take the store's renewal lock");
+            UpstreamError::NoAnswer {
+                caller_deadline: false,
+            }
+        })?;
         let now = SystemTime::now();
         let is_new = |pair: &TokenPair| seen.as_ref().is_none_or(|s| !s.same_as(pair));
 

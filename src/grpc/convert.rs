@@ -137,6 +137,23 @@ impl From<WatchItem> for pb::WatchApplicationResponse {
     }
 }
 
+impl From<WatchItem> for pb::WatchApplicationsResponse {
+    fn from(item: WatchItem) -> Self {
+        use pb::watch_applications_response::Event;
+        let event = match item.event {
+            // The stream of every application has no snapshot; a change is a change.
+            WatchEvent::Snapshot(app) | WatchEvent::Change(app) => Event::Change((&app).into()),
+            WatchEvent::Heartbeat(time) => Event::Heartbeat(pb::Heartbeat {
+                time: Some(timestamp(time)),
+            }),
+        };
+        pb::WatchApplicationsResponse {
+            event: Some(event),
+            resume_token: item.token.encode(),
+        }
+    }
+}
+
 impl TryFrom<pb::PersonalKyc> for KycInput {
     type Error = Error;
 

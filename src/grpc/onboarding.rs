@@ -147,4 +147,21 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
         let stream = stream.map(|item| reply(RPC, item.map(pb::WatchApplicationResponse::from)));
         Ok(Response::new(Box::pin(stream)))
     }
+
+    type WatchApplicationsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchApplicationsResponse, Status>> + Send>>;
+
+    async fn watch_applications(
+        &self,
+        request: Request<pb::WatchApplicationsRequest>,
+    ) -> Result<Response<Self::WatchApplicationsStream>, Status> {
+        const RPC: &str = "WatchApplications";
+        let resume = match request.into_inner().resume_token.as_str() {
+            "" => None,
+            token => Some(reply(RPC, ResumeToken::decode(token))?),
+        };
+        let stream = reply(RPC, self.service.watch_all(resume).await)?;
+        let stream = stream.map(|item| reply(RPC, item.map(pb::WatchApplicationsResponse::from)));
+        Ok(Response::new(Box::pin(stream)))
+    }
 }

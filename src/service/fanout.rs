@@ -16,10 +16,21 @@ use tokio::sync::watch;
 
 use crate::domain::ApplicationId;
 
-#[derive(Default)]
 pub struct Watchers {
     channels: Mutex<HashMap<ApplicationId, watch::Sender<u64>>>,
+    /// Streams of every application's changes wake on any growth.
+    all: watch::Sender<u64>,
     open: AtomicUsize,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers {
+            channels: Mutex::default(),
+            all: watch::channel(0).0,
+            open: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Watchers {
@@ -44,17 +55,28 @@ impl Watchers {
         }
     }
 
+    /// Registers a stream of every application's changes. Subscribe before reading the log.
+    pub fn subscribe_all(self: &Arc<Self>) -> AllSubscription {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        AllSubscription {
+            watchers: self.clone(),
+            receiver: self.all.subscribe(),
+        }
+    }
+
     /// The log of `id` grew to `seq`. Costs one map lookup when nobody watches.
     pub fn notify(&self, id: &ApplicationId, seq: u64) {
+        let grow = |latest: &mut u64| {
+            let grew = seq > *latest;
+            if grew {
+                *latest = seq;
+            }
+            grew
+        };
         if let Some(sender) = self.channels().get(id) {
-            sender.send_if_modified(|latest| {
-                let grew = seq > *latest;
-                if grew {
-                    *latest = seq;
-                }
-                grew
-            });
+            sender.send_if_modified(grow);
         }
+        self.all.send_if_modified(grow);
     }
 
     /// Open watch streams.
@@ -100,6 +122,25 @@ impl Drop for Subscription {
         {
             channels.remove(&self.id);
         }
+    }
+}
+
+/// A stream of every application's changes; dropping it frees it.
+pub struct AllSubscription {
+    watchers: Arc<Watchers>,
+    receiver: watch::Receiver<u64>,
+}
+
+impl AllSubscription {
+    /// Waits until the log grows past what this subscription last saw.
+    pub async fn changed(&mut self) {
+        let _ = self.receiver.changed().await;
+    }
+}
+
+impl Drop for AllSubscription {
+    fn drop(&mut self) {
+        self.watchers.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

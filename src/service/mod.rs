@@ -7,6 +7,7 @@
 //! the same transaction as the write, so no source can move an application backwards; every new version
 //! wakes the application's watchers.
 
+mod changes;
 mod fanout;
 mod housekeeping;
 mod idempotency;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Notifications confirmed at once; 0 records them without processing (maintenance, tests).
     pub notification_workers: usize,
+    /// How long a worker holds the notifications it took; a dead replica's are taken over after this.
+    pub inbox_lease: Duration,
     pub poll: PollSchedule,
     /// Polls per second at most, so a backlog never floods ConnectPay.
     pub poll_rate: f64,
@@ -81,6 +84,8 @@ pub struct Settings {
     /// How long idempotency keys are remembered.
     pub request_retention: Duration,
     pub cleanup_interval: Duration,
+    /// How often the log is read for versions other processes recorded (a safety net under LISTEN).
+    pub tail_interval: Duration,
 }
 
 pub struct Onboarding {
@@ -124,6 +129,7 @@ impl Onboarding {
             tokio::spawn(this.clone().run_inbox());
         }
         tokio::spawn(this.clone().run_poller());
+        tokio::spawn(this.clone().run_change_feed());
         tokio::spawn(this.clone().run_housekeeping());
         this
     }

@@ -23,8 +23,8 @@ use crate::{
     store::{InboxEntry, InboxRow, Source},
 };
 
-/// What a notification names and claims. The claim is never published; it only spares recording news the
-/// gateway already has.
+/// What a notification names and claims. The claim is never published; it only spares recording news
+/// about an application that has already ended.
 #[derive(Debug, Clone, Default)]
 pub struct Notification {
     pub application_id: Option<ApplicationId>,
@@ -42,7 +42,7 @@ pub enum Outcome {
     Recorded,
     /// The same notification was recorded before.
     Duplicate,
-    /// The claim is something the gateway already recorded: nothing to confirm.
+    /// The application has already ended: nothing to confirm.
     AlreadyKnown,
     /// The store could not take it: the application is polled instead.
     Degraded,
@@ -74,9 +74,8 @@ impl NotificationCounts {
 /// How long a notification about an application the gateway does not know is kept: the submit's answer
 /// may still be on its way when a quick IDV decision is notified.
 const UNKNOWN_GRACE: Duration = Duration::from_secs(30);
-/// Notifications taken per round, and how long a worker may hold them.
+/// Notifications taken per round.
 const BATCH: usize = 64;
-const LEASE: Duration = Duration::from_secs(60);
 /// After this many failed confirmations a notification is dropped; the poller catches up instead.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -117,17 +116,21 @@ impl Onboarding {
             (None, Some(person)) => self.store.latest_for_person(person).await,
             (None, None) => Ok(None),
         };
-        if let (Ok(Some(current)), Some(claimed)) = (&known, &notification.claimed) {
-            // Only the status and the account id matter here; a person id alone is not worth a GET.
-            let claim = Observation {
-                person_id: None,
-                ..claimed.clone()
-            };
-            if current
-                .application
-                .apply(&claim, SystemTime::now())
-                .is_none()
-            {
+        // A finished application changes no more (except an issued account learning its id): news about it
+        // costs nothing. Anything else is confirmed, however stale its claim looks: deliveries come in any
+        // order, so an old claim may still be the only sign that something new happened.
+        if let Ok(Some(current)) = &known {
+            let enriches = notification.claimed.as_ref().is_some_and(|claimed| {
+                let claim = Observation {
+                    person_id: None,
+                    ..claimed.clone()
+                };
+                current
+                    .application
+                    .apply(&claim, SystemTime::now())
+                    .is_some()
+            });
+            if current.application.status.is_terminal() && !enriches {
                 return Outcome::AlreadyKnown;
             }
         }
@@ -182,7 +185,7 @@ impl Onboarding {
             }
             match self
                 .store
-                .take_notifications(&self.instance, LEASE, BATCH)
+                .take_notifications(&self.instance, self.settings.inbox_lease, BATCH)
                 .await
             {
                 Ok(rows) if rows.is_empty() => idle = Duration::from_millis(500),

@@ -75,20 +75,7 @@ impl Onboarding {
         resume: Option<ResumeToken>,
     ) -> Result<impl Stream<Item = Result<WatchItem, Error>> + Send + 'static, Error> {
         let current = self.known_event(&key).await?;
-        if let Some(ResumeToken(seq)) = resume {
-            let horizon = self
-                .store
-                .log_horizon()
-                .await
-                .map_err(|e| store_failed(e, CallKind::Read))?;
-            // Events after the token may have been deleted: never resume with a silent gap.
-            if seq < horizon {
-                return Err(Error::new(
-                    ErrorKind::FailedPrecondition,
-                    Reason::ResumeTokenExpired,
-                ));
-            }
-        }
+        self.check_resumable(resume).await?;
         let id = current.application.id.clone();
         let this = self.clone();
         Ok(async_stream::try_stream! {
@@ -134,6 +121,80 @@ impl Onboarding {
                     if terminal {
                         return;
                     }
+                }
+                if full_batch {
+                    continue;
+                }
+                let woken = tokio::select! {
+                    () = subscription.changed() => Wake::Grew,
+                    () = tokio::time::sleep(this.settings.heartbeat_interval) => Wake::Idle,
+                    () = this.stopping.cancelled() => Wake::Stopping,
+                };
+                match woken {
+                    Wake::Grew => {}
+                    Wake::Idle => yield WatchItem {
+                        event: WatchEvent::Heartbeat(SystemTime::now()),
+                        token: ResumeToken(cursor),
+                    },
+                    Wake::Stopping => Err(Error::new(ErrorKind::Unavailable, Reason::ShuttingDown))?,
+                }
+            }
+        })
+    }
+}
+
+impl Onboarding {
+    /// Fails when events after `resume` may have been deleted: a resumed stream never has a silent gap.
+    async fn check_resumable(&self, resume: Option<ResumeToken>) -> Result<(), Error> {
+        let Some(ResumeToken(seq)) = resume else {
+            return Ok(());
+        };
+        let horizon = self
+            .store
+            .log_horizon()
+            .await
+            .map_err(|e| store_failed(e, CallKind::Read))?;
+        if seq < horizon {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                Reason::ResumeTokenExpired,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `WatchApplications`: every application's changes in sequence (commit) order, from now or after
+    /// `resume`. Ends only when the gateway stops.
+    pub async fn watch_all(
+        self: &Arc<Self>,
+        resume: Option<ResumeToken>,
+    ) -> Result<impl Stream<Item = Result<WatchItem, Error>> + Send + 'static, Error> {
+        self.check_resumable(resume).await?;
+        let this = self.clone();
+        let mut subscription = self.watchers.subscribe_all();
+        // Read after subscribing, so nothing recorded from here on can be missed.
+        let mut cursor = match resume {
+            Some(ResumeToken(seq)) => seq,
+            None => self
+                .store
+                .last_seq()
+                .await
+                .map_err(|e| store_failed(e, CallKind::Read))?,
+        };
+        Ok(async_stream::try_stream! {
+            loop {
+                let events = this
+                    .store
+                    .all_events_after(cursor, BATCH)
+                    .await
+                    .map_err(|e| store_failed(e, CallKind::Read))?;
+                let full_batch = events.len() == BATCH;
+                for event in events {
+                    cursor = event.seq;
+                    yield WatchItem {
+                        event: WatchEvent::Change(event.application),
+                        token: ResumeToken(cursor),
+                    };
                 }
                 if full_batch {
                     continue;

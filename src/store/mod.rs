@@ -8,6 +8,9 @@
 
 mod crypto;
 mod outcome;
+pub mod postgres;
+mod rows;
+mod sealed_pair;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime};
@@ -17,6 +20,7 @@ use secrecy::SecretString;
 
 pub use crypto::{StoreKey, StoreKeyError};
 pub use outcome::StoredOutcome;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{Application, ApplicationId, Observation, poll::PollSchedule};
@@ -46,6 +50,13 @@ pub struct Applied {
     pub event: Event,
     /// Whether a new version was appended.
     pub changed: bool,
+}
+
+/// A version recorded somewhere: enough to wake the right watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: u64,
+    pub application_id: ApplicationId,
 }
 
 /// Where news came from. A poll reschedules the next poll whatever it found; other news only when it
@@ -151,8 +162,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
 
+    /// Every application's versions recorded after `after`, in sequence (commit) order, at most `limit`.
+    async fn all_events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// The newest sequence recorded.
+    async fn last_seq(&self) -> Result<u64, StoreError>;
+
     /// Sequences at or below this were deleted by retention: resume tokens that old have expired.
     async fn log_horizon(&self) -> Result<u64, StoreError>;
+
+    /// Versions recorded by other processes sharing the store, as they commit, until `stop`; `None` when
+    /// the store is not shared. Best effort: a periodic read of the log covers anything missed.
+    async fn listen(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>, StoreError> {
+        let _ = stop;
+        Ok(None)
+    }
 
     // The poller.
 
@@ -220,6 +247,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes idempotency records created before `cutoff`.
     async fn delete_requests_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
+}
+
+/// Which backend a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
 }
 
 /// Microseconds since the epoch: how the store writes times.

@@ -2,9 +2,13 @@
 //! and checks what a consumer relies on — ordered, no duplicate, no gap, resumable, and heartbeat tokens
 //! never ahead of the events.
 
+use std::time::Duration;
+
 use onboarding_gateway::grpc::pb::{
-    ApplicationStatus, WatchApplicationResponse, watch_application_response::Event,
+    ApplicationStatus, WatchApplicationResponse, onboarding_client::OnboardingClient,
+    watch_application_response::Event,
 };
+use tonic::transport::Channel;
 
 #[derive(Debug, Default, Clone)]
 pub struct StreamRecord {
@@ -104,22 +108,21 @@ pub fn is_terminal(status: ApplicationStatus) -> bool {
 }
 
 /// Follows a watch to its terminal status, resuming with the last token whenever the stream breaks (the
-/// gateway restarting, say), for at most `within`.
+/// gateway restarting, say), for at most `within`. With several `clients` (replicas), each resumption goes
+/// to the next one.
 pub async fn follow(
-    client: onboarding_gateway::grpc::pb::onboarding_client::OnboardingClient<
-        tonic::transport::Channel,
-    >,
+    clients: Vec<OnboardingClient<Channel>>,
     application_id: &str,
-    within: std::time::Duration,
+    within: Duration,
 ) -> StreamRecord {
-    let mut client = client;
     let mut record = StreamRecord::default();
     let until = tokio::time::Instant::now() + within;
-    loop {
+    for attempt in 0.. {
         assert!(
             tokio::time::Instant::now() < until,
             "never reached a terminal status: {record:#?}"
         );
+        let mut client = clients[attempt % clients.len()].clone();
         let token = if record.messages.is_empty() {
             String::new()
         } else {
@@ -129,7 +132,7 @@ pub async fn follow(
         let mut stream = match opened {
             Ok(stream) => stream,
             Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -143,24 +146,23 @@ pub async fn follow(
                 Ok(Err(_)) => break,
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    unreachable!("the loop only ends by returning")
 }
 
-/// Repeats `attempt` while it fails in a way a retrying client may retry (the gateway restarting, a
-/// request still in progress, an outcome unknown), for at most `within`.
-pub async fn with_retries<T, F, Fut>(
-    within: std::time::Duration,
-    mut attempt: F,
-) -> Result<T, tonic::Status>
+/// Repeats `attempt` (given the attempt's number, to pick a replica, say) while it fails in a way a
+/// retrying client may retry — the gateway restarting, a request still in progress, an outcome unknown —
+/// for at most `within`.
+pub async fn with_retries<T, F, Fut>(within: Duration, mut attempt: F) -> Result<T, tonic::Status>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     use tonic::Code;
     let until = tokio::time::Instant::now() + within;
-    loop {
-        match attempt().await {
+    for n in 0.. {
+        match attempt(n).await {
             Err(status)
                 if matches!(
                     status.code(),
@@ -171,9 +173,10 @@ where
                         | Code::Cancelled
                 ) && tokio::time::Instant::now() < until =>
             {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             result => return result,
         }
     }
+    unreachable!("the loop only ends by returning")
 }

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod checker;
+pub mod postgres;
 pub mod process;
 pub mod sandbox;
 pub mod watching;

@@ -14,6 +14,7 @@ use super::{CLIENT_ID, CLIENT_SECRET, STORE_KEY, TestSandbox};
 
 pub struct GatewayProcess {
     child: Option<Child>,
+    store_url: Option<String>,
     pub grpc: SocketAddr,
     pub webhook: SocketAddr,
     dir: tempfile::TempDir,
@@ -36,13 +37,51 @@ impl GatewayProcess {
         env: &[(&str, &str)],
     ) -> GatewayProcess {
         let mut gateway = Self::prepare(sandbox, auth_code);
-        gateway.launch(env).await;
+        gateway.first_launch(env).await;
         gateway
+    }
+
+    /// The first start: free ports are found by binding and releasing them, so another process may take
+    /// one in between; then the gateway cannot listen, and new ports are tried.
+    async fn first_launch(&mut self, env: &[(&str, &str)]) {
+        for _ in 0..5 {
+            match self.try_launch(env).await {
+                Ok(()) => return,
+                Err(logs) if logs.contains("Address already in use") => {
+                    self.grpc = free_port();
+                    self.webhook = free_port();
+                    self.write_config();
+                }
+                Err(logs) => panic!("the gateway exited:\n{logs}"),
+            }
+        }
+        panic!("no free ports after five tries");
     }
 
     /// Writes the configuration without starting anything (an empty `auth_code` configures none).
     pub fn prepare(sandbox: &TestSandbox, auth_code: &str) -> GatewayProcess {
+        Self::prepare_with_store(sandbox, auth_code, None)
+    }
+
+    /// One replica of a cluster sharing the PostgreSQL database at `store_url`.
+    pub async fn start_replica(
+        sandbox: &TestSandbox,
+        auth_code: &str,
+        store_url: &str,
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
+        let mut gateway = Self::prepare_with_store(sandbox, auth_code, Some(store_url));
+        gateway.first_launch(env).await;
+        gateway
+    }
+
+    fn prepare_with_store(
+        sandbox: &TestSandbox,
+        auth_code: &str,
+        store_url: Option<&str>,
+    ) -> GatewayProcess {
         let gateway = GatewayProcess {
+            store_url: store_url.map(str::to_owned),
             child: None,
             grpc: free_port(),
             webhook: free_port(),
@@ -65,6 +104,12 @@ impl GatewayProcess {
 
     /// (Re)starts the process with the same ports and database; `env` overrides the configuration.
     pub async fn launch(&mut self, env: &[(&str, &str)]) {
+        if let Err(logs) = self.try_launch(env).await {
+            panic!("the gateway exited:\n{logs}");
+        }
+    }
+
+    async fn try_launch(&mut self, env: &[(&str, &str)]) -> Result<(), String> {
         self.starts += 1;
         let log_path = self.dir.path().join(format!("gateway-{}.log", self.starts));
         let child = Command::new(env!("CARGO_BIN_EXE_onboarding-gateway"))
@@ -80,7 +125,7 @@ impl GatewayProcess {
             .spawn()
             .expect("the gateway binary starts");
         self.child = Some(child);
-        self.wait_until_serving().await;
+        self.wait_until_serving().await
     }
 
     fn write_config(&self) {
@@ -98,7 +143,8 @@ listen = "{webhook}"
 tokens = ["{token}"]
 allowed_sources = ["127.0.0.0/8"]
 [store]
-url = "sqlite://{db}"
+url = "{store_url}"
+max_connections = 4
 key = "{STORE_KEY}"
 [connectpay]
 base_url = "{base}"
@@ -114,13 +160,17 @@ level = "onboarding_gateway=debug,info"
             grpc = self.grpc,
             webhook = self.webhook,
             token = connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN,
-            db = self.database().display(),
+            store_url = self
+                .store_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", self.database().display())),
             base = self.base_url,
         );
         std::fs::write(self.config_path(), config).unwrap();
     }
 
-    async fn wait_until_serving(&mut self) {
+    /// `Err` with the logs when the process exited instead.
+    async fn wait_until_serving(&mut self) -> Result<(), String> {
         let until = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self
@@ -128,7 +178,8 @@ level = "onboarding_gateway=debug,info"
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("the gateway exited ({status}):\n{}", self.logs());
+                self.child = None;
+                return Err(format!("exit {status}:\n{}", self.logs()));
             }
             if let Ok(channel) = self.endpoint().connect().await {
                 let answer = HealthClient::new(channel)
@@ -137,7 +188,7 @@ level = "onboarding_gateway=debug,info"
                     })
                     .await;
                 if answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving) {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(
@@ -147,6 +198,18 @@ level = "onboarding_gateway=debug,info"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and waits for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().expect("a process id");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        child.wait().await.unwrap()
     }
 
     /// SIGKILL: the process gets no chance to finish anything.

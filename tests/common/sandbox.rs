@@ -174,6 +174,10 @@ impl TestSandbox {
         log.as_array().cloned().unwrap_or_default()
     }
 
+    pub async fn control_post(&self, path: &str) {
+        self.control(reqwest::Method::POST, path, None).await;
+    }
+
     pub async fn mint_auth_code(&self) -> String {
         let answer = self
             .control(reqwest::Method::POST, "auth-codes", None)

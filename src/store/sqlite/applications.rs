@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, event};
+use super::SqliteStore;
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
-    store::{Applied, Event, Source, StoreError, micros},
+    store::{Applied, Event, Source, StoreError, micros, rows::event},
 };
 
 /// Applications are read with their current sequence, under the event log's column names.
@@ -241,6 +241,32 @@ impl SqliteStore {
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(event).collect()
+    }
+
+    pub(super) async fn all_events_after_impl(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT application_id, external_reference, person_id, status, upstream_status, \
+             last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq \
+             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(event).collect()
+    }
+
+    pub(super) async fn last_seq_impl(&self) -> Result<u64, StoreError> {
+        // sqlite_sequence keeps the highest AUTOINCREMENT value even after the rows are deleted.
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(last.unwrap_or(0) as u64)
     }
 
     pub(super) async fn log_horizon_impl(&self) -> Result<u64, StoreError> {

@@ -3,33 +3,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::{Row, sqlite::SqliteRow};
+use sqlx::Row;
 
 use super::{SqliteStore, json_ids};
 use crate::{
     domain::ApplicationId,
-    store::{InboxEntry, InboxRow, StoreError, from_micros, micros},
+    store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
 };
-
-fn inbox_row(row: &SqliteRow) -> Result<InboxRow, StoreError> {
-    let key: Vec<u8> = row.try_get("dedupe_key")?;
-    let application_id: Option<String> = row.try_get("application_id")?;
-    Ok(InboxRow {
-        id: row.try_get("id")?,
-        entry: InboxEntry {
-            dedupe_key: key
-                .try_into()
-                .map_err(|_| StoreError("malformed dedupe key".into()))?,
-            application_id: application_id.as_deref().and_then(ApplicationId::parse),
-            person_id: row.try_get("person_id")?,
-            claimed_status: row.try_get("claimed_status")?,
-            sent_at: row.try_get("sent_at")?,
-            via_application: row.try_get("via_application")?,
-        },
-        received_at: from_micros(row.try_get("received_at")?),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-    })
-}
 
 impl SqliteStore {
     pub(super) async fn record_notification_impl(

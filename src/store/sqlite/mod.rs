@@ -6,21 +6,17 @@
 
 mod applications;
 mod inbox;
+mod interface;
 mod oauth;
 mod requests;
 
 use std::{str::FromStr, time::Duration};
 
-use sqlx::{
-    Row,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
-    },
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Event, StoreError, StoreKey, from_micros};
-use crate::domain::{Application, ApplicationId, Status};
+use super::{StoreError, StoreKey};
 
 /// How durable a commit is: `Full` survives power loss, `Normal` (with WAL) survives the process being
 /// killed but not the machine losing power.
@@ -113,169 +109,7 @@ impl SqliteStore {
     }
 }
 
-fn status(row: &SqliteRow, column: &str) -> Result<Status, StoreError> {
-    let name: String = row.try_get(column)?;
-    Status::from_name(&name)
-        .ok_or_else(|| StoreError(format!("unknown status {name:?} in {column}")))
-}
-
-/// A row with the event log's columns (`application_id` … `updated_at`, `seq`) as an event.
-fn event(row: &SqliteRow) -> Result<Event, StoreError> {
-    let id: String = row.try_get("application_id")?;
-    Ok(Event {
-        seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
-        application: Application {
-            id: ApplicationId::parse(&id)
-                .ok_or_else(|| StoreError("malformed application id".into()))?,
-            external_reference: row.try_get("external_reference")?,
-            person_id: row.try_get("person_id")?,
-            status: status(row, "status")?,
-            upstream_status: row.try_get("upstream_status")?,
-            last_known_status: status(row, "last_known_status")?,
-            baas_client_id: row.try_get("baas_client_id")?,
-            version: u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(0),
-            create_time: from_micros(row.try_get("created_at")?),
-            update_time: from_micros(row.try_get("updated_at")?),
-        },
-    })
-}
-
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn json_ids(ids: &[i64]) -> String {
     serde_json::to_string(ids).expect("integers serialise")
-}
-
-#[async_trait::async_trait]
-impl super::Store for SqliteStore {
-    async fn insert_application(
-        &self,
-        application: Application,
-        session: &secrecy::SecretString,
-        schedule: &crate::domain::poll::PollSchedule,
-    ) -> Result<super::Applied, StoreError> {
-        self.insert_application_impl(application, session, schedule)
-            .await
-    }
-
-    async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError> {
-        self.one(applications::BY_ID, id.as_str()).await
-    }
-
-    async fn latest_for_reference(
-        &self,
-        external_reference: &str,
-    ) -> Result<Option<Event>, StoreError> {
-        self.one(applications::LATEST_BY_REFERENCE, external_reference)
-            .await
-    }
-
-    async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError> {
-        self.one(applications::LATEST_BY_PERSON, person_id).await
-    }
-
-    async fn application_for_session(
-        &self,
-        session: &secrecy::SecretString,
-    ) -> Result<Option<Event>, StoreError> {
-        self.application_for_session_impl(session).await
-    }
-
-    async fn apply(
-        &self,
-        id: &ApplicationId,
-        seen: &crate::domain::Observation,
-        source: super::Source,
-        schedule: &crate::domain::poll::PollSchedule,
-    ) -> Result<Option<super::Applied>, StoreError> {
-        self.apply_impl(id, seen, source, schedule).await
-    }
-
-    async fn events_after(
-        &self,
-        id: &ApplicationId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.events_after_impl(id, after, limit).await
-    }
-
-    async fn log_horizon(&self) -> Result<u64, StoreError> {
-        self.log_horizon_impl().await
-    }
-
-    async fn take_due_polls(
-        &self,
-        now: std::time::SystemTime,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
-        self.take_due_polls_impl(now, lease, limit).await
-    }
-
-    async fn postpone_poll(
-        &self,
-        id: &ApplicationId,
-        at: std::time::SystemTime,
-    ) -> Result<(), StoreError> {
-        self.postpone_poll_impl(id, at).await
-    }
-
-    async fn record_notification(&self, entry: &super::InboxEntry) -> Result<bool, StoreError> {
-        self.record_notification_impl(entry).await
-    }
-
-    async fn take_notifications(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<super::InboxRow>, StoreError> {
-        self.take_notifications_impl(owner, lease, limit).await
-    }
-
-    async fn finish_notifications(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.finish_notifications_impl(ids).await
-    }
-
-    async fn postpone_notifications(
-        &self,
-        ids: &[i64],
-        until: std::time::SystemTime,
-    ) -> Result<(), StoreError> {
-        self.postpone_notifications_impl(ids, until).await
-    }
-
-    async fn inbox_backlog(&self) -> Result<(u64, Option<std::time::SystemTime>), StoreError> {
-        self.inbox_backlog_impl().await
-    }
-
-    async fn begin_request(
-        &self,
-        key: &super::RequestKey,
-        fingerprint: &[u8],
-        owner: &str,
-        stale_after: Duration,
-    ) -> Result<super::Begin, StoreError> {
-        self.begin_request_impl(key, fingerprint, owner, stale_after)
-            .await
-    }
-
-    async fn finish_request(
-        &self,
-        key: &super::RequestKey,
-        outcome: Option<&super::StoredOutcome>,
-    ) -> Result<(), StoreError> {
-        self.finish_request_impl(key, outcome).await
-    }
-
-    async fn delete_events_before(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
-        self.delete_events_before_impl(cutoff).await
-    }
-
-    async fn delete_requests_before(
-        &self,
-        cutoff: std::time::SystemTime,
-    ) -> Result<u64, StoreError> {
-        self.delete_requests_before_impl(cutoff).await
-    }
 }

@@ -1,0 +1,107 @@
+-- The gateway's state: identifiers, statuses and bookkeeping only. Never KYC data; IDV session ids and
+-- request fingerprints only as keyed hashes (HMAC-SHA256); the OAuth pair only sealed (AEAD).
+-- Times are microseconds since the Unix epoch.
+
+-- The current version of each application the gateway created.
+CREATE TABLE applications (
+    id                  TEXT PRIMARY KEY,
+    external_reference  TEXT NOT NULL,
+    person_id           TEXT,
+    status              TEXT NOT NULL,
+    upstream_status     TEXT NOT NULL,
+    last_known_status   TEXT NOT NULL,
+    baas_client_id      TEXT,
+    version             BIGINT NOT NULL,
+    -- The sequence of the event that recorded this version.
+    last_seq            BIGINT NOT NULL,
+    session_hash        BYTEA,
+    created_at          BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL,
+    -- Poller bookkeeping: when to read it again (NULL once terminal; moved ahead while a poller holds
+    -- it), and how many reads in a row found nothing new.
+    next_poll_at        BIGINT,
+    unchanged_polls     BIGINT NOT NULL DEFAULT 0,
+    -- Breaks ties between applications created in the same microsecond.
+    created_order       BIGSERIAL NOT NULL
+);
+CREATE INDEX applications_by_reference ON applications (external_reference, created_at);
+CREATE INDEX applications_by_person ON applications (person_id, created_at) WHERE person_id IS NOT NULL;
+CREATE INDEX applications_by_session ON applications (session_hash) WHERE session_hash IS NOT NULL;
+CREATE INDEX applications_due ON applications (next_poll_at) WHERE next_poll_at IS NOT NULL;
+
+-- The event log's sequence. A BIGSERIAL would hand out numbers that commit out of order (a tailing reader
+-- could pass 7 while 6 is still uncommitted, and never see it); this row is locked by each appending
+-- transaction until it commits, so sequence order is commit order. Appends are rare (status changes), so
+-- serialising them costs nothing.
+CREATE TABLE log_sequence (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    value  BIGINT NOT NULL
+);
+INSERT INTO log_sequence (id, value) VALUES (1, 0);
+
+-- Every version callers can see, in commit order.
+CREATE TABLE events (
+    seq                 BIGINT PRIMARY KEY,
+    application_id      TEXT NOT NULL,
+    version             BIGINT NOT NULL,
+    external_reference  TEXT NOT NULL,
+    person_id           TEXT,
+    status              TEXT NOT NULL,
+    upstream_status     TEXT NOT NULL,
+    last_known_status   TEXT NOT NULL,
+    baas_client_id      TEXT,
+    created_at          BIGINT NOT NULL,
+    recorded_at         BIGINT NOT NULL,
+    UNIQUE (application_id, version)
+);
+CREATE INDEX events_by_application ON events (application_id, seq);
+CREATE INDEX events_by_age ON events (recorded_at);
+
+-- Single values: the highest sequence retention has deleted (older resume tokens have expired).
+CREATE TABLE meta (
+    name   TEXT PRIMARY KEY,
+    value  BIGINT NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('log_horizon', 0);
+
+-- Authenticated notifications, recorded before they are acknowledged, until confirmed.
+CREATE TABLE inbox (
+    id               BIGSERIAL PRIMARY KEY,
+    dedupe_key       BYTEA NOT NULL UNIQUE,
+    application_id   TEXT,
+    person_id        TEXT,
+    claimed_status   TEXT,
+    sent_at          TEXT,
+    via_application  BOOLEAN NOT NULL,
+    received_at      BIGINT NOT NULL,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    -- Not to be taken before this time (a retry's pause), nor while another worker's lease runs.
+    not_before       BIGINT NOT NULL,
+    lease_owner      TEXT,
+    lease_until      BIGINT
+);
+CREATE INDEX inbox_due ON inbox (not_before);
+
+-- Idempotency records (AIP-155 request_id), per caller and method.
+CREATE TABLE requests (
+    caller       TEXT NOT NULL,
+    method       TEXT NOT NULL,
+    request_id   TEXT NOT NULL,
+    fingerprint  BYTEA NOT NULL,
+    -- 'in_progress', 'done' or 'unknown' (the upstream call may or may not have happened).
+    state        TEXT NOT NULL,
+    owner        TEXT,
+    started_at   BIGINT NOT NULL,
+    outcome      TEXT,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (caller, method, request_id)
+);
+CREATE INDEX requests_by_age ON requests (created_at);
+
+-- The OAuth pair, sealed: one row.
+CREATE TABLE oauth_pair (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    sealed              BYTEA NOT NULL,
+    refresh_expires_at  BIGINT,
+    updated_at          BIGINT NOT NULL
+);

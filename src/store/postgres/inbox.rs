@@ -1,0 +1,90 @@
+//! The webhook inbox, shared by the replicas: rows are taken with `SKIP LOCKED` under a lease, so each
+//! is worked on by one replica at a time, and a dead replica's rows are taken over when their lease ends.
+
+use std::time::{Duration, SystemTime};
+
+use sqlx::Row;
+
+use super::PostgresStore;
+use crate::{
+    domain::ApplicationId,
+    store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
+};
+
+impl PostgresStore {
+    pub(super) async fn record_notification_impl(
+        &self,
+        entry: &InboxEntry,
+    ) -> Result<bool, StoreError> {
+        let now = micros(SystemTime::now());
+        let inserted = sqlx::query(
+            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
+             via_application, received_at, not_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&entry.dedupe_key[..])
+        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
+        .bind(&entry.person_id)
+        .bind(&entry.claimed_status)
+        .bind(&entry.sent_at)
+        .bind(entry.via_application)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn take_notifications_impl(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        let now = SystemTime::now();
+        let rows = sqlx::query(
+            "UPDATE inbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM inbox WHERE not_before <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
+        )
+        .bind(owner)
+        .bind(micros(now + lease))
+        .bind(micros(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+
+    pub(super) async fn finish_notifications_impl(&self, ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM inbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn postpone_notifications_impl(
+        &self,
+        ids: &[i64],
+        until: SystemTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, not_before = $1 WHERE id = ANY($2)",
+        )
+        .bind(micros(until))
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn inbox_backlog_impl(&self) -> Result<(u64, Option<SystemTime>), StoreError> {
+        let row = sqlx::query("SELECT count(*) AS waiting, min(received_at) AS oldest FROM inbox")
+            .fetch_one(&self.pool)
+            .await?;
+        let waiting: i64 = row.try_get("waiting")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((waiting as u64, oldest.map(from_micros)))
+    }
+}

@@ -1,0 +1,158 @@
+//! The store's interface on PostgreSQL: each method hands over to the module that implements it.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{PostgresStore, applications};
+use crate::{
+    domain::ApplicationId,
+    store::{Change, Event, Store, StoreError},
+};
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn insert_application(
+        &self,
+        application: crate::domain::Application,
+        session: &secrecy::SecretString,
+        schedule: &crate::domain::poll::PollSchedule,
+    ) -> Result<crate::store::Applied, StoreError> {
+        self.insert_application_impl(application, session, schedule)
+            .await
+    }
+
+    async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError> {
+        self.one(applications::BY_ID, id.as_str()).await
+    }
+
+    async fn latest_for_reference(
+        &self,
+        external_reference: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        self.one(applications::LATEST_BY_REFERENCE, external_reference)
+            .await
+    }
+
+    async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError> {
+        self.one(applications::LATEST_BY_PERSON, person_id).await
+    }
+
+    async fn application_for_session(
+        &self,
+        session: &secrecy::SecretString,
+    ) -> Result<Option<Event>, StoreError> {
+        self.application_for_session_impl(session).await
+    }
+
+    async fn apply(
+        &self,
+        id: &ApplicationId,
+        seen: &crate::domain::Observation,
+        source: crate::store::Source,
+        schedule: &crate::domain::poll::PollSchedule,
+    ) -> Result<Option<crate::store::Applied>, StoreError> {
+        self.apply_impl(id, seen, source, schedule).await
+    }
+
+    async fn events_after(
+        &self,
+        id: &ApplicationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.events_after_impl(Some(id), after, limit).await
+    }
+
+    async fn all_events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events_after_impl(None, after, limit).await
+    }
+
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.last_seq_impl().await
+    }
+
+    async fn log_horizon(&self) -> Result<u64, StoreError> {
+        self.log_horizon_impl().await
+    }
+
+    async fn listen(
+        &self,
+        stop: CancellationToken,
+    ) -> Result<Option<mpsc::Receiver<Change>>, StoreError> {
+        self.listen_impl(stop).await
+    }
+
+    async fn take_due_polls(
+        &self,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.take_due_polls_impl(now, lease, limit).await
+    }
+
+    async fn postpone_poll(&self, id: &ApplicationId, at: SystemTime) -> Result<(), StoreError> {
+        self.postpone_poll_impl(id, at).await
+    }
+
+    async fn record_notification(
+        &self,
+        entry: &crate::store::InboxEntry,
+    ) -> Result<bool, StoreError> {
+        self.record_notification_impl(entry).await
+    }
+
+    async fn take_notifications(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::store::InboxRow>, StoreError> {
+        self.take_notifications_impl(owner, lease, limit).await
+    }
+
+    async fn finish_notifications(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.finish_notifications_impl(ids).await
+    }
+
+    async fn postpone_notifications(
+        &self,
+        ids: &[i64],
+        until: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.postpone_notifications_impl(ids, until).await
+    }
+
+    async fn inbox_backlog(&self) -> Result<(u64, Option<SystemTime>), StoreError> {
+        self.inbox_backlog_impl().await
+    }
+
+    async fn begin_request(
+        &self,
+        key: &crate::store::RequestKey,
+        fingerprint: &[u8],
+        owner: &str,
+        stale_after: Duration,
+    ) -> Result<crate::store::Begin, StoreError> {
+        self.begin_request_impl(key, fingerprint, owner, stale_after)
+            .await
+    }
+
+    async fn finish_request(
+        &self,
+        key: &crate::store::RequestKey,
+        outcome: Option<&crate::store::StoredOutcome>,
+    ) -> Result<(), StoreError> {
+        self.finish_request_impl(key, outcome).await
+    }
+
+    async fn delete_events_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        self.delete_events_before_impl(cutoff).await
+    }
+
+    async fn delete_requests_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        self.delete_requests_before_impl(cutoff).await
+    }
+}

@@ -1,0 +1,618 @@
+//! Several replicas on one PostgreSQL database behave as one gateway: real PostgreSQL, two or three
+//! gateway processes, the sandbox as its own process. Each test makes its own database and drops it.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use base64::Engine;
+use common::{
+    CLIENT_ID, STORE_KEY, TestSandbox, application, by_id,
+    checker::{StreamRecord, follow, is_terminal, with_retries},
+    next,
+    postgres::TestDatabase,
+    process::GatewayProcess,
+    sandbox::AUTH_CODES,
+    status_of, valid_kyc, watch,
+};
+use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
+use onboarding_gateway::{
+    domain::{Application, ApplicationId, Observation, Status, poll::PollSchedule},
+    grpc::pb::{
+        self, ApplicationStatus as S, onboarding_client::OnboardingClient,
+        watch_applications_response,
+    },
+    store::{PostgresStore, Source, Store, StoreKey, postgres::PostgresOptions},
+};
+use secrecy::SecretString;
+use serde_json::json;
+use tonic::transport::Channel;
+
+const LONG: Duration = Duration::from_secs(90);
+const FAST_POLLS: [(&str, &str); 4] = [
+    ("POLL__IDV_INTERVAL", "300ms"),
+    ("POLL__REVIEW_INTERVAL", "300ms"),
+    ("POLL__MAX_INTERVAL", "1s"),
+    ("POLL__MAX_REQUESTS_PER_SECOND", "100"),
+];
+const _: &str = CLIENT_ID;
+
+async fn submit_to(
+    clients: &[OnboardingClient<Channel>],
+    reference: String,
+    session: String,
+) -> pb::Application {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    with_retries(LONG, |n| {
+        let mut client = clients[n % clients.len()].clone();
+        let request = pb::SubmitIdvSessionRequest {
+            external_reference: reference.clone(),
+            session_id: session.clone(),
+            provider_id: "ONDATO".into(),
+            request_id: request_id.clone(),
+        };
+        async move {
+            client
+                .submit_idv_session(request)
+                .await
+                .map(|r| r.into_inner().application.unwrap())
+        }
+    })
+    .await
+    .expect("the submit succeeds on some replica")
+}
+
+async fn initiate_on(clients: &[OnboardingClient<Channel>], id: &str, kyc: pb::PersonalKyc) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    with_retries(LONG, |n| {
+        let mut client = clients[n % clients.len()].clone();
+        let request = pb::InitiateOnboardingRequest {
+            application_id: id.into(),
+            request_id: request_id.clone(),
+            kyc: Some(kyc.clone()),
+        };
+        async move { client.initiate_onboarding(request).await.map(drop) }
+    })
+    .await
+    .expect("the KYC submit succeeds on some replica");
+}
+
+async fn read_on(clients: &[OnboardingClient<Channel>], id: &str) -> pb::Application {
+    with_retries(LONG, |n| {
+        let mut client = clients[n % clients.len()].clone();
+        let id = id.to_owned();
+        async move { common::get(&mut client, &id).await }
+    })
+    .await
+    .expect("a replica answers")
+}
+
+/// A whole flow across replicas: submit, wait for the IDV approval, KYC, and the end.
+async fn flow(
+    clients: Vec<OnboardingClient<Channel>>,
+    n: usize,
+    follow_it: bool,
+) -> (String, Option<StreamRecord>) {
+    let app = submit_to(
+        &clients,
+        format!("cluster-{n}"),
+        format!("cluster-session-{n}"),
+    )
+    .await;
+    let id = app.application_id.clone();
+    let follower = follow_it.then(|| {
+        let (clients, id) = (clients.clone(), id.clone());
+        tokio::spawn(async move { follow(clients, &id, LONG).await })
+    });
+    let until = tokio::time::Instant::now() + LONG;
+    while status_of(&read_on(&clients, &id).await) != S::IdvApproved {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{id} was never approved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    initiate_on(&clients, &id, valid_kyc()).await;
+    let record = match follower {
+        Some(follower) => Some(follower.await.unwrap()),
+        None => {
+            while !is_terminal(status_of(&read_on(&clients, &id).await)) {
+                assert!(tokio::time::Instant::now() < until, "{id} never ended");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None
+        }
+    };
+    (id, record)
+}
+
+fn decode_token(token: &str) -> u64 {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap();
+    String::from_utf8(raw)
+        .unwrap()
+        .strip_prefix("w1.")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() {
+    let database = TestDatabase::create().await;
+    let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
+    let options = PostgresOptions {
+        max_connections: 16,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let store = Arc::new(
+        PostgresStore::connect(&database.url, key, &options)
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    let schedule = PollSchedule {
+        idv_interval: Duration::from_secs(60),
+        review_interval: Duration::from_secs(60),
+        max_interval: Duration::from_secs(60),
+    };
+
+    const WRITERS: usize = 12;
+    const APPLICATIONS_EACH: usize = 10;
+    let seen = |status: Status| Observation {
+        status,
+        upstream_status: status.as_str().into(),
+        person_id: None,
+        baas_client_id: None,
+    };
+    // Many connections append at once: each inserts applications and moves them through three statuses.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, schedule) = (store.clone(), schedule.clone());
+            tokio::spawn(async move {
+                for a in 0..APPLICATIONS_EACH {
+                    let id = ApplicationId::parse(&format!("app-{w}-{a}")).unwrap();
+                    let app = Application::created(
+                        id.clone(),
+                        format!("ref-{w}"),
+                        seen(Status::IdvTokenGenerated),
+                        onboarding_gateway::domain::now(),
+                    );
+                    store
+                        .insert_application(
+                            app,
+                            &SecretString::from(format!("s-{w}-{a}")),
+                            &schedule,
+                        )
+                        .await
+                        .unwrap();
+                    for status in [
+                        Status::IdvApproved,
+                        Status::ComplianceReview,
+                        Status::AccountIssued,
+                    ] {
+                        store
+                            .apply(&id, &seen(status), Source::Other, &schedule)
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // A reader tails the log the whole time: every batch must continue exactly where the last one ended.
+    let total = (WRITERS * APPLICATIONS_EACH * 4) as u64;
+    let mut cursor = 0;
+    let mut reads = 0;
+    while cursor < total {
+        let events = store.all_events_after(cursor, 50).await.unwrap();
+        for event in &events {
+            assert_eq!(
+                event.seq,
+                cursor + 1,
+                "the reader skipped a sequence that had not committed yet"
+            );
+            cursor = event.seq;
+        }
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(store.last_seq().await.unwrap(), total);
+    assert!(
+        reads > 10,
+        "the reader tailed while writers wrote ({reads} reads)"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_webhook_received_by_one_replica_reaches_watchers_on_the_others() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    let a = GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &[]).await;
+    let b = GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &[]).await;
+    let c = GatewayProcess::start_replica(
+        &sandbox,
+        AUTH_CODES[2],
+        &database.url,
+        &[("WATCH__HEARTBEAT_INTERVAL", "200ms")],
+    )
+    .await;
+
+    // A consumer of every change, on C, from now.
+    let mut feed = c
+        .client()
+        .watch_applications(pb::WatchApplicationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // The application is created through A, so ConnectPay notifies A; its watcher is on B.
+    let app = common::submit(&mut a.client(), "client-cluster", "session-ok")
+        .await
+        .unwrap();
+    let id = app.application_id.clone();
+    let record = tokio::spawn({
+        let client = b.client();
+        let id = id.clone();
+        async move { follow(vec![client], &id, LONG).await }
+    });
+    let until = tokio::time::Instant::now() + LONG;
+    while status_of(&common::get(&mut b.client(), &id).await.unwrap()) != S::IdvApproved {
+        assert!(tokio::time::Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    common::initiate(&mut c.client(), &id, valid_kyc())
+        .await
+        .unwrap();
+    let record = record.await.unwrap();
+    record.check();
+    assert_eq!(record.statuses().last(), Some(&S::AccountIssued));
+
+    // C's feed saw the same versions, in order.
+    let mut versions = Vec::new();
+    while versions.last() != Some(&S::AccountIssued) {
+        let message = tokio::time::timeout(LONG, feed.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(watch_applications_response::Event::Change(app)) = message.event {
+            assert_eq!(app.application_id, id);
+            versions.push(pb::ApplicationStatus::try_from(app.status).unwrap());
+        }
+    }
+    assert_eq!(versions, record.statuses());
+    // Every replica's webhook address was used for its own submits only: A got the notifications.
+    assert!(
+        sandbox
+            .webhook_log()
+            .await
+            .iter()
+            .all(|d| d["answerBody"] == "OK")
+    );
+}
+
+#[tokio::test]
+async fn a_replica_killed_while_holding_inbox_leases_leaves_its_notifications_to_another() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    let lease = [("WEBHOOK__LEASE", "2s")];
+    let mut a = GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &lease).await;
+    let app = common::submit(&mut a.client(), "client-lease", "session-hold")
+        .await
+        .unwrap();
+    let id = app.application_id.clone();
+    let gets_before = sandbox.requests("get_application").await.len();
+    // A takes the notification and starts confirming it, but ConnectPay's answer is slow.
+    sandbox
+        .add_fault(json!({"endpoint": "get_application", "applicationId": id, "count": 1, "action": {"delay": {"ms": 5000}}}))
+        .await;
+    sandbox.set_status(&id, "IDV_APPROVED").await;
+    let until = tokio::time::Instant::now() + LONG;
+    while sandbox.requests("get_application").await.len() == gets_before {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "A never took the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // B starts while A holds the lease, then A dies.
+    let b = GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &lease).await;
+    let mut stream = watch(&mut b.client(), by_id(&id), "").await.unwrap();
+    let mut record = StreamRecord::default();
+    record.take(next(&mut stream, LONG).await.unwrap());
+    a.kill().await;
+
+    let change = tokio::time::timeout(Duration::from_secs(20), stream.message()).await;
+    let Ok(Ok(Some(change))) = change else {
+        panic!(
+            "B never confirmed A's notification: {change:?}\n{}\n=== A ===\n{}",
+            b.logs(),
+            a.logs()
+        );
+    };
+    assert_eq!(
+        status_of(application(&change)),
+        S::IdvApproved,
+        "B confirmed A's notification"
+    );
+    record.take(change);
+    let more = tokio::time::timeout(Duration::from_secs(1), stream.message()).await;
+    assert!(more.is_err(), "nothing twice: {more:?}");
+    record.check();
+}
+
+#[tokio::test]
+async fn every_order_of_duplicated_webhooks_over_two_replicas_ends_at_connectpays_state() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    // Only the test delivers notifications here.
+    sandbox
+        .control_put("webhooks", json!({"mode": "drop"}))
+        .await;
+    let a =
+        GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &FAST_POLLS).await;
+    let b =
+        GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &FAST_POLLS).await;
+    let http = reqwest::Client::new();
+    let real = ["IDV_APPROVED", "COMPLIANCE_REVIEW", "ACCOUNT_ISSUED"];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+
+    for (n, order) in orders.iter().enumerate() {
+        let app = common::submit(
+            &mut a.client(),
+            &format!("client-order-{n}"),
+            &format!("session-hold-{n}"),
+        )
+        .await
+        .unwrap();
+        let id = app.application_id.clone();
+        let follower = tokio::spawn({
+            let clients = vec![b.client(), a.client()];
+            let id = id.clone();
+            async move { follow(clients, &id, LONG).await }
+        });
+        for (step, &claimed) in order.iter().enumerate() {
+            // ConnectPay moves on; the notification that arrives names some other step.
+            sandbox.set_status(&id, real[step]).await;
+            match step {
+                // An answer held up while newer news lands...
+                1 => {
+                    sandbox
+                        .add_fault(
+                            json!({"endpoint": "get_application", "applicationId": id, "count": 1,
+                                              "action": {"delay": {"ms": 400}}}),
+                        )
+                        .await
+                }
+                // ...and one that reports an older status after the newest was known.
+                2 => {
+                    sandbox
+                        .add_fault(
+                            json!({"endpoint": "get_application", "applicationId": id, "count": 1,
+                                              "action": {"stale": {"status": "IDV_APPROVED"}}}),
+                        )
+                        .await
+                }
+                _ => {}
+            }
+            let body =
+                json!({"application": {"applicationId": id, "status": real[claimed]}}).to_string();
+            let timestamp = format!("2026-11-26T08:00:0{step}.000Z");
+            for replica in [&a, &b] {
+                let answer = http
+                    .post(replica.webhook_url())
+                    .header("x-connectpay-webhook-token", DEFAULT_WEBHOOK_TOKEN)
+                    .header("x-connectpay-timestamp", &timestamp)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(answer.text().await.unwrap(), "OK");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let record = follower.await.unwrap();
+        record.check();
+        assert_eq!(
+            record.statuses().last(),
+            Some(&S::AccountIssued),
+            "order {order:?}: {record:#?}"
+        );
+        assert_eq!(sandbox.application(&id).await["status"], "ACCOUNT_ISSUED");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_three_replicas_under_continuous_flows_loses_nothing() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&["--time-scale", "20"]).await;
+    let mut replicas = Vec::new();
+    for code in &AUTH_CODES[..3] {
+        replicas
+            .push(GatewayProcess::start_replica(&sandbox, code, &database.url, &FAST_POLLS).await);
+    }
+    let clients: Vec<_> = replicas.iter().map(GatewayProcess::client).collect();
+    let flows: Vec<_> = (0..30)
+        .map(|n| {
+            // Each flow starts on a different replica and moves on when one goes away.
+            let mut clients = clients.clone();
+            clients.rotate_left(n % 3);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100 * n as u64)).await;
+                flow(clients, n, true).await
+            })
+        })
+        .collect();
+    for replica in &mut replicas {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let exit = replica.terminate().await;
+        assert!(
+            exit.success(),
+            "a replica stops cleanly on SIGTERM: {exit}\n{}",
+            replica.logs()
+        );
+        replica.launch(&FAST_POLLS).await;
+    }
+    let mut resumed = 0;
+    for flow in flows {
+        let (id, record) = flow.await.unwrap();
+        let record = record.unwrap();
+        record.check();
+        resumed += record.resumed_from.len();
+        assert!(is_terminal(*record.statuses().last().unwrap()), "{id}");
+    }
+    assert!(resumed > 0, "no watch was ever moved to another replica");
+}
+
+#[tokio::test]
+async fn replicas_forcing_refreshes_at_once_spend_each_refresh_token_exactly_once() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    let a = GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &[]).await;
+    // B finds A's pair in the store and never uses its own authCode.
+    let b = GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &[]).await;
+    let app = common::submit(&mut a.client(), "client-refresh", "session-hold")
+        .await
+        .unwrap();
+    common::get(&mut b.client(), &app.application_id)
+        .await
+        .unwrap();
+    let before = sandbox.stats().await["token"]["refreshToken"]
+        .as_u64()
+        .unwrap();
+
+    const ROUNDS: u64 = 15;
+    for _ in 0..ROUNDS {
+        // ConnectPay stops accepting every access token; both replicas find out at the same moment.
+        sandbox.control_post("tokens/expire-access").await;
+        let calls: Vec<_> = [a.client(), b.client(), a.client(), b.client()]
+            .into_iter()
+            .map(|mut client| {
+                let id = app.application_id.clone();
+                tokio::spawn(async move { common::get(&mut client, &id).await })
+            })
+            .collect();
+        for call in calls {
+            call.await
+                .unwrap()
+                .expect("each call succeeds after one renewal");
+        }
+    }
+    let stats = sandbox.stats().await;
+    assert_eq!(
+        stats["token"]["refreshToken"].as_u64().unwrap() - before,
+        ROUNDS,
+        "one refresh per rotation: {stats}"
+    );
+    assert_eq!(stats["token"]["invalidGrant"], 0, "{stats}");
+    assert_eq!(stats["token"]["authorizationCode"], 1, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_consumer_resumes_on_another_replica_after_500_flows_and_gets_every_change_once_in_order()
+ {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::in_process(|c| {
+        c.idv_delay_ms = 20;
+        c.review_delay_ms = 40;
+    })
+    .await;
+    let heartbeat = [("WATCH__HEARTBEAT_INTERVAL", "200ms")];
+    let a = GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &heartbeat).await;
+    let b = GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &heartbeat).await;
+
+    // The consumer connects to A, learns its position from a heartbeat, and goes away.
+    let mut feed = a
+        .client()
+        .watch_applications(pb::WatchApplicationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(LONG, feed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        first.event,
+        Some(watch_applications_response::Event::Heartbeat(_))
+    ));
+    drop(feed);
+
+    let clients = vec![a.client(), b.client()];
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(25));
+    let flows: Vec<_> = (0..500)
+        .map(|n| {
+            let (clients, semaphore) = (clients.clone(), semaphore.clone());
+            tokio::spawn(async move {
+                let _slot = semaphore.acquire().await.unwrap();
+                flow(clients, n, false).await.0
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for flow in flows {
+        ids.push(flow.await.unwrap());
+    }
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for id in &ids {
+        expected.insert(id.clone(), read_on(&clients, id).await.version);
+    }
+
+    // It resumes on B with its token: every version of every application, each once, in log order.
+    let mut feed = b
+        .client()
+        .watch_applications(pb::WatchApplicationsRequest {
+            resume_token: first.resume_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total: u64 = expected.values().sum();
+    let mut last_version: HashMap<String, u64> = HashMap::new();
+    let mut position = decode_token(&first.resume_token);
+    let mut received = 0;
+    while received < total {
+        let message = tokio::time::timeout(LONG, feed.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let seq = decode_token(&message.resume_token);
+        let Some(watch_applications_response::Event::Change(app)) = message.event else {
+            assert_eq!(
+                seq, position,
+                "a heartbeat's token is the position of the last change"
+            );
+            continue;
+        };
+        assert!(seq > position, "log order");
+        position = seq;
+        let previous = last_version
+            .insert(app.application_id.clone(), app.version)
+            .unwrap_or(0);
+        assert_eq!(
+            app.version,
+            previous + 1,
+            "each version once, in order: {}",
+            app.application_id
+        );
+        received += 1;
+    }
+    assert_eq!(last_version, expected);
+}
