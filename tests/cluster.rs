@@ -616,3 +616,77 @@ async fn a_feed_consumer_resumes_on_another_replica_after_500_flows_and_gets_eve
     }
     assert_eq!(last_version, expected);
 }
+
+#[tokio::test]
+async fn migrations_run_as_their_own_step_when_replicas_do_not_run_them() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    let env = [
+        ("STORE__URL", database.url.as_str()),
+        ("STORE__MIGRATE_AT_START", "false"),
+    ];
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-gateway"))
+            .args(args)
+            .env_clear()
+            .envs(
+                env.iter()
+                    .map(|(k, v)| (format!("ONBOARDING_GATEWAY_{k}"), *v)),
+            )
+            .env("ONBOARDING_GATEWAY_STORE__KEY", STORE_KEY)
+            .env(
+                "ONBOARDING_GATEWAY_CONNECTPAY__BASE_URL",
+                sandbox.base_url(),
+            )
+            .env("ONBOARDING_GATEWAY_CONNECTPAY__CLIENT_ID", "x")
+            .env("ONBOARDING_GATEWAY_CONNECTPAY__CLIENT_SECRET", "x")
+            .env(
+                "ONBOARDING_GATEWAY_CONNECTPAY__NOTIFICATION_URL",
+                "http://127.0.0.1:9/webhooks/connectpay",
+            )
+            .env("ONBOARDING_GATEWAY_CONNECTPAY__ALLOW_INSECURE_HTTP", "true")
+            .env(
+                "ONBOARDING_GATEWAY_WEBHOOK__TOKENS",
+                format!("[\"{DEFAULT_WEBHOOK_TOKEN}\"]"),
+            )
+            .output()
+            .unwrap()
+    };
+    // Without the migrations, a replica that is told not to run them cannot use the store.
+    let status = run(&["oauth", "status"]);
+    assert!(
+        !status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let migrated = run(&["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&migrated.stdout).trim(),
+        "migrations applied"
+    );
+    let again = run(&["migrate"]);
+    assert!(again.status.success(), "migrating twice is harmless");
+    let status = run(&["oauth", "status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let replica = GatewayProcess::start_replica(
+        &sandbox,
+        AUTH_CODES[0],
+        &database.url,
+        &[("STORE__MIGRATE_AT_START", "false")],
+    )
+    .await;
+    common::submit(&mut replica.client(), "client-migrated", "session-hold")
+        .await
+        .unwrap();
+}
