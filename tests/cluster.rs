@@ -690,3 +690,49 @@ async fn migrations_run_as_their_own_step_when_replicas_do_not_run_them() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_same_request_id_sent_to_two_replicas_at_once_reaches_connectpay_once() {
+    let database = TestDatabase::create().await;
+    let sandbox = TestSandbox::process(&[]).await;
+    let a = GatewayProcess::start_replica(&sandbox, AUTH_CODES[0], &database.url, &[]).await;
+    let b = GatewayProcess::start_replica(&sandbox, AUTH_CODES[1], &database.url, &[]).await;
+    // ConnectPay is slow, so both attempts are in flight together.
+    sandbox
+        .add_fault(json!({"endpoint": "submit_idv", "count": 1, "action": {"delay": {"ms": 500}}}))
+        .await;
+    let request = pb::SubmitIdvSessionRequest {
+        external_reference: "client-twice".into(),
+        session_id: "session-twice".into(),
+        provider_id: "ONDATO".into(),
+        request_id: "the-same-key".into(),
+    };
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let (ra, rb) = tokio::join!(
+        ca.submit_idv_session(request.clone()),
+        cb.submit_idv_session(request.clone())
+    );
+    let outcomes = [ra, rb];
+    let succeeded: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let told_to_retry = outcomes
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| e.code() == tonic::Code::Aborted))
+        .count();
+    assert_eq!((succeeded.len(), told_to_retry), (1, 1), "{outcomes:?}");
+    assert_eq!(
+        sandbox.requests("submit_idv").await.len(),
+        1,
+        "exactly one upstream call"
+    );
+    // The loser's retry gets the winner's outcome.
+    let first = succeeded[0].get_ref().application.clone().unwrap();
+    let retried = b
+        .client()
+        .submit_idv_session(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .application
+        .unwrap();
+    assert_eq!(retried, first);
+}
