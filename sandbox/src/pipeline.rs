@@ -86,8 +86,15 @@ where
         headers: recorded_headers(&call.headers),
         body: recorded_body,
         status: None,
+        abandoned: false,
         at: clock::now(),
     });
+    // Marks the request abandoned if this future is dropped before it answers (the connection went
+    // away under it).
+    let mut unanswered = Unanswered {
+        shared: shared.clone(),
+        entry: Some(entry),
+    };
     shared.counters.request(endpoint);
 
     let (fault, rates) = {
@@ -97,8 +104,8 @@ where
     // Random faults and latency model an overloaded onboarding backend; the token endpoint is
     // left alone so that only scripted faults can break authentication.
     let onboarding = endpoint.is_onboarding();
-    if onboarding && rates.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(rates.latency_ms)).await;
+    if onboarding && rates.latency_ms > 0 && !wait(call, rates.latency_ms).await {
+        return gone();
     }
 
     let reset = matches!(fault, Some(FaultAction::Reset {}));
@@ -109,7 +116,9 @@ where
             body,
         }) => Some(injected(endpoint, status, retry_after, body)),
         Some(FaultAction::Delay { ms }) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if !wait(call, ms).await {
+                return gone();
+            }
             Some(work(None).await)
         }
         Some(FaultAction::Stale { status }) => Some(work(Some(status)).await),
@@ -128,9 +137,14 @@ where
     };
 
     let Some(mut response) = answer else {
-        // `hang` and `reset`: the log keeps `status: null` for them.
+        // `hang` and `reset`: the log keeps `status: null` for them; a hung request the client gave up
+        // on is abandoned, a reset one was broken by the sandbox itself.
+        if reset {
+            unanswered.entry = None;
+        }
         return never_answer(call.connection.as_ref(), reset).await;
     };
+    unanswered.entry = None;
     shared.requests.finish(entry, response.status().as_u16());
     debug!(%endpoint, status = response.status().as_u16(), "answered");
     let headers = response.headers_mut();
@@ -145,6 +159,41 @@ where
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Marks its request abandoned when dropped unanswered.
+struct Unanswered {
+    shared: Arc<Shared>,
+    entry: Option<u64>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry {
+            self.shared.requests.abandon(entry);
+        }
+    }
+}
+
+/// Sleeps `ms`, unless the client goes away first (`false`): a delayed answer nobody waits for
+/// is not worked on.
+async fn wait(call: &Call, ms: u64) -> bool {
+    let sleep = tokio::time::sleep(Duration::from_millis(ms));
+    match call.connection.as_ref() {
+        Some(connection) => tokio::select! {
+            () = sleep => true,
+            () = connection.closed() => false,
+        },
+        None => {
+            sleep.await;
+            true
+        }
+    }
+}
+
+/// The answer to a client that is gone (it goes nowhere); the request stays marked abandoned.
+fn gone() -> Response {
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
 
 /// The error answer of a fault, in the endpoint's own error shape unless the fault gives a

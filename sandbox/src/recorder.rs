@@ -94,6 +94,9 @@ pub struct RecordedRequest {
     pub body: Option<Value>,
     /// The status code answered; `null` while in flight, and for `hang`/`reset` faults.
     pub status: Option<u16>,
+    /// The client went away before the answer was ready (it gave up: a deadline, a cancellation).
+    #[serde(default)]
+    pub abandoned: bool,
     /// When it arrived (RFC 3339, UTC, milliseconds).
     pub at: String,
 }
@@ -162,6 +165,15 @@ impl RequestLog {
         // Answers come soon after their requests, so the entry is near the back.
         if let Some((_, entry)) = log.entries.iter_mut().rev().find(|(i, _)| *i == id) {
             entry.status = Some(status);
+        }
+    }
+
+    pub(crate) fn abandon(&self, id: u64) {
+        let mut log = lock(&self.entries);
+        if let Some((_, entry)) = log.entries.iter_mut().rev().find(|(i, _)| *i == id) {
+            if entry.status.is_none() {
+                entry.abandoned = true;
+            }
         }
     }
 

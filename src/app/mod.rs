@@ -1,31 +1,26 @@
 //! Wires the floors together: configuration → ConnectPay client and store → use cases → transports.
 
 mod sandbox;
+mod storage;
+mod upstream;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use sandbox::start_with_sandbox;
+use storage::open_store;
+use upstream::connectpay_client;
 
 use crate::{
     config::{Config, ConfigError},
-    connectpay::{
-        ConnectPayClient, PairStore, TokenManager,
-        oauth::TokenEndpoint,
-        retry::RetryPolicy,
-        tls::{self, TlsError},
-        transport::Transport,
-    },
+    connectpay::tls::TlsError,
     domain::poll::PollSchedule,
     grpc,
     service::{self, Onboarding},
-    store::{
-        Backend, PostgresStore, SqliteStore, Store, StoreError, StoreKey,
-        postgres::PostgresOptions, sqlite::SqliteOptions,
-    },
+    store::StoreError,
     webhook,
 };
 
@@ -121,32 +116,56 @@ pub async fn run(
 ) -> Result<Gateway, StartError> {
     let opened = open_store(&config, config.store.migrate_at_start).await?;
     let (connectpay, tokens) = connectpay_client(&config, opened.pairs)?;
+    // Draining begins with `shutdown`; new work is refused (`stopping`) a drain delay later, once load
+    // balancers have seen readiness turn off.
+    let stopping = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, stopping, delay) = (
+            shutdown.clone(),
+            stopping.clone(),
+            config.shutdown.drain_delay,
+        );
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(delay).await;
+            tracing::info!("refusing new work; finishing what is in flight");
+            stopping.cancel();
+        }
+    });
     let service = Onboarding::start(
         connectpay,
         opened.store,
         settings(&config),
-        shutdown.clone(),
+        stopping.clone(),
     );
     let webhook_settings = webhook_settings(&config)?;
 
     let grpc_addr = listeners.grpc_addr();
     let webhook_addr = listeners.webhook_addr();
     let mut tasks = JoinSet::new();
-    tasks.spawn(tokens.run(shutdown.clone()));
-    let (grpc_shutdown, grpc_service) = (shutdown.clone(), service.clone());
+    tasks.spawn(tokens.run(stopping.clone()));
+    let lifecycle = grpc::server::Lifecycle {
+        draining: shutdown.clone(),
+        stopping: stopping.clone(),
+        liveness_service: config.health.liveness_service.clone(),
+        readiness_service: config.health.readiness_service.clone(),
+    };
+    let (grpc_config, grpc_service, failed) =
+        (config.grpc.clone(), service.clone(), shutdown.clone());
     tasks.spawn(async move {
-        let served = grpc::server::serve(listeners.grpc, grpc_service, grpc_shutdown.clone());
+        let served = grpc::server::serve(listeners.grpc, &grpc_config, grpc_service, lifecycle);
         if let Err(e) = served.await {
             tracing::error!(error = %e, "gRPC server failed");
-            grpc_shutdown.cancel();
+            failed.cancel();
         }
     });
     tasks.spawn(webhook::serve(
         listeners.webhook,
         webhook_settings,
         service.clone(),
-        shutdown.clone(),
+        stopping.clone(),
     ));
+
     tracing::info!(%grpc_addr, %webhook_addr, "gateway listening");
     Ok(Gateway {
         grpc_addr,
@@ -218,113 +237,10 @@ fn settings(config: &Config) -> service::Settings {
     }
 }
 
-/// The store, under both of the interfaces the gateway uses.
-struct Opened {
-    store: Arc<dyn Store>,
-    pairs: Arc<dyn PairStore>,
-}
-
-fn store_key(config: &Config) -> Result<StoreKey, StartError> {
-    Ok(match &config.store.key {
-        Some(secret) => StoreKey::from_secret(secret)
-            .map_err(|e| ConfigError(vec![format!("store.key: {e}")]))?,
-        None => StoreKey::ephemeral(),
-    })
-}
-
-async fn open_store(config: &Config, migrate: bool) -> Result<Opened, StartError> {
-    let url = config
-        .store
-        .url
-        .as_ref()
-        .ok_or_else(|| ConfigError(vec!["store.url: required".into()]))?
-        .expose_secret();
-    let key = store_key(config)?;
-    match Backend::of(url) {
-        // SQLite is embedded: its migrations always run at open.
-        Some(Backend::Sqlite) => {
-            let options = SqliteOptions {
-                busy_timeout: config.store.busy_timeout,
-                durability: config.store.durability,
-                read_connections: config.store.read_connections,
-            };
-            let store = Arc::new(
-                SqliteStore::open(url, key, &options)
-                    .await
-                    .map_err(StartError::Store)?,
-            );
-            Ok(Opened {
-                store: store.clone(),
-                pairs: store,
-            })
-        }
-        Some(Backend::Postgres) => {
-            let options = PostgresOptions {
-                max_connections: config.store.max_connections,
-                acquire_timeout: config.store.acquire_timeout,
-            };
-            let store = Arc::new(
-                PostgresStore::connect(url, key, &options)
-                    .await
-                    .map_err(StartError::Store)?,
-            );
-            if migrate {
-                store.migrate().await.map_err(StartError::Store)?;
-            }
-            Ok(Opened {
-                store: store.clone(),
-                pairs: store,
-            })
-        }
-        None => Err(ConfigError(vec!["store.url: unknown backend".into()]).into()),
-    }
-}
-
 /// Applies the store's migrations (the `migrate` command, for deployments that run them as a step of
 /// their own).
 pub async fn migrate(config: &Config) -> Result<(), StartError> {
     open_store(config, true).await.map(drop)
-}
-
-fn connectpay_client(
-    config: &Config,
-    pairs: Arc<dyn PairStore>,
-) -> Result<(Arc<ConnectPayClient>, TokenManager), StartError> {
-    let cp = &config.connectpay;
-    let base_url = reqwest::Url::parse(&cp.base_url)
-        .map_err(|_| ConfigError(vec!["connectpay.base_url: not a URL".into()]))?;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls::client_config(&cp.tls)?)
-        .connect_timeout(cp.timeouts.connect)
-        .user_agent(concat!("onboarding-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    let token_url = base_url
-        .join(cp.paths.token.trim_start_matches('/'))
-        .map_err(|_| ConfigError(vec!["connectpay.paths.token: not a path".into()]))?;
-    let tokens = TokenManager::new(
-        http.clone(),
-        TokenEndpoint {
-            url: token_url,
-            client_id: cp.client_id.clone(),
-            client_secret: cp
-                .client_secret
-                .clone()
-                .unwrap_or_else(|| SecretString::from("")),
-            request_timeout: cp.oauth.request_timeout,
-        },
-        cp.oauth.refresh_ahead,
-        pairs,
-        cp.auth_code.clone(),
-    );
-    let transport = Transport::new(
-        http,
-        base_url,
-        tokens.clone(),
-        RetryPolicy::from(&cp.retry),
-        cp.timeouts.clone(),
-    );
-    let client = ConnectPayClient::new(transport, cp.paths.clone(), cp.notification_url.clone());
-    Ok((Arc::new(client), tokens))
 }
 
 fn webhook_settings(config: &Config) -> Result<webhook::Settings, StartError> {

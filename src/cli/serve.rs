@@ -79,7 +79,8 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let grace = config.shutdown.grace_period;
+    let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
         let started = if sandbox {
@@ -92,8 +93,22 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
                 if sandbox {
                     print_sandbox_banner(&gateway);
                 }
-                gateway.wait().await;
-                ExitCode::SUCCESS
+                // After the signal, the gateway has the grace period to finish; Kubernetes kills it soon
+                // after anyway, so better to say so and exit.
+                let deadline = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                };
+                tokio::select! {
+                    () = gateway.wait() => {
+                        tracing::info!("stopped");
+                        ExitCode::SUCCESS
+                    }
+                    () = deadline => {
+                        tracing::error!(?grace, "the shutdown grace period ran out with work unfinished");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -101,7 +116,10 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Tasks still running (a stuck call, say) must not hold the process past its grace period.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn print_sandbox_banner(gateway: &app::Gateway) {

@@ -27,6 +27,8 @@ pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub health: HealthConfig,
+    pub shutdown: ShutdownConfig,
     pub webhook: WebhookConfig,
     pub store: StoreConfig,
     pub poll: PollConfig,
@@ -41,6 +43,35 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
+    pub max_message_bytes: usize,
+    pub max_concurrent_streams: u32,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: Duration,
+    pub max_in_flight: usize,
+    pub rate_limit_per_caller: u32,
+    pub rate_limit_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub liveness_service: String,
+    pub readiness_service: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,7 +154,12 @@ pub struct ConnectPayConfig {
     pub notification_url: String,
     pub providers: Vec<String>,
     pub allow_insecure_http: bool,
+    pub proxy_url: Option<SecretString>,
+    pub proxy_url_file: Option<PathBuf>,
+    pub no_proxy: String,
+    pub max_in_flight: usize,
     pub tls: TlsConfig,
+    pub breaker: BreakerConfig,
     pub paths: PathsConfig,
     pub timeouts: TimeoutsConfig,
     pub retry: RetryConfig,
@@ -169,6 +205,16 @@ pub struct RetryConfig {
     pub initial_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    pub budget_percent: u32,
+    pub budget_min_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +323,11 @@ impl Config {
             ),
             ("store.key", &mut self.store.key, &self.store.key_file),
             ("store.url", &mut self.store.url, &self.store.url_file),
+            (
+                "connectpay.proxy_url",
+                &mut cp.proxy_url,
+                &cp.proxy_url_file,
+            ),
         ] {
             if let Some(problem) = resolve_secret(key, inline, file.as_deref()) {
                 problems.push(problem);

@@ -105,6 +105,7 @@ impl Config {
             problems.push("connectpay.retry.max_attempts: at least 1".into());
         }
         self.validate_webhook(mode, &mut problems);
+        self.validate_serving(&mut problems);
         self.validate_store(mode, &mut problems);
         for (key, value) in [
             ("watch.heartbeat_interval", self.watch.heartbeat_interval),
@@ -126,6 +127,62 @@ impl Config {
 }
 
 impl Config {
+    fn validate_serving(&self, problems: &mut Vec<String>) {
+        let grpc = &self.grpc;
+        for (key, zero) in [
+            ("grpc.max_message_bytes", grpc.max_message_bytes == 0),
+            (
+                "grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams == 0,
+            ),
+            ("grpc.max_in_flight", grpc.max_in_flight == 0),
+            ("grpc.keepalive_interval", grpc.keepalive_interval.is_zero()),
+            ("grpc.keepalive_timeout", grpc.keepalive_timeout.is_zero()),
+            ("grpc.max_connection_age", grpc.max_connection_age.is_zero()),
+            (
+                "connectpay.max_in_flight",
+                self.connectpay.max_in_flight == 0,
+            ),
+            (
+                "connectpay.breaker.open_for",
+                self.connectpay.breaker.open_for.is_zero(),
+            ),
+            (
+                "shutdown.grace_period",
+                self.shutdown.grace_period.is_zero(),
+            ),
+        ] {
+            if zero {
+                problems.push(format!("{key}: must be more than zero"));
+            }
+        }
+        if grpc.rate_limit_per_caller > 0 && grpc.rate_limit_burst == 0 {
+            problems
+                .push("grpc.rate_limit_burst: at least 1 when rate_limit_per_caller is set".into());
+        }
+        let health = &self.health;
+        if health.liveness_service.is_empty()
+            || health.readiness_service.is_empty()
+            || health.liveness_service == health.readiness_service
+        {
+            problems.push(
+                "health: liveness_service and readiness_service must be two different names".into(),
+            );
+        }
+        if self.shutdown.drain_delay >= self.shutdown.grace_period {
+            problems
+                .push("shutdown.drain_delay: must be shorter than shutdown.grace_period".into());
+        }
+        if let Some(proxy) = &self.connectpay.proxy_url {
+            if reqwest::Proxy::all(secrecy::ExposeSecret::expose_secret(proxy)).is_err() {
+                problems.push("connectpay.proxy_url: not a proxy URL".into());
+            }
+        }
+        if self.connectpay.retry.budget_percent > 1000 {
+            problems.push("connectpay.retry.budget_percent: at most 1000".into());
+        }
+    }
+
     fn validate_store(&self, mode: Mode, problems: &mut Vec<String>) {
         let store = &self.store;
         if mode == Mode::Production {

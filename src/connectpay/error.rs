@@ -31,6 +31,9 @@ pub enum UpstreamError {
     NoTokenPair,
     #[error("too little of the caller's deadline was left")]
     DeadlineTooShort,
+    /// The circuit breaker is open: nothing was sent.
+    #[error("ConnectPay is failing; calls fail fast for a while")]
+    CircuitOpen { retry_after: Duration },
     /// Refused before sending: the request cannot be expressed on the wire.
     #[error("{0}")]
     Invalid(Error),
@@ -82,6 +85,10 @@ impl UpstreamError {
                 Error::new(K::DeadlineExceeded, Reason::DeadlineTooShort)
             }
             UpstreamError::Invalid(e) => e,
+            UpstreamError::CircuitOpen { retry_after } => {
+                Error::new(K::Unavailable, Reason::UpstreamCircuitOpen)
+                    .with_detail(Detail::RetryAfter(retry_after))
+            }
             UpstreamError::Status {
                 code,
                 retry_after,

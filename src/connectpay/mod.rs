@@ -4,6 +4,7 @@
 //! (pure); `transport` sends requests with mTLS, OAuth, request ids, timeouts and the `retry` policy;
 //! `oauth` keeps the token pair fresh.
 
+pub mod breaker;
 pub mod client;
 pub mod error;
 pub mod oauth;
@@ -13,6 +14,7 @@ pub mod transformers;
 pub mod transport;
 pub mod wire;
 
+pub use breaker::BreakerState;
 pub use client::ConnectPayClient;
 pub use error::UpstreamError;
 pub use oauth::{MemoryPairStore, PairStore, TokenManager, TokenPair};

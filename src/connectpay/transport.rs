@@ -1,14 +1,20 @@
-//! Sending one ConnectPay call: URL, OAuth bearer, request ids, a timeout within the caller's deadline, and
-//! the retry policy.
+//! Sending one ConnectPay call: URL, OAuth bearer, request ids, a timeout within the caller's deadline,
+//! the retry policy under a retry budget, a limit on calls in flight, and the circuit breaker.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+use tower::retry::budget::{Budget, TpsBudget};
 
 use super::{
-    Endpoint, TokenManager, UpstreamError,
+    Endpoint, TokenManager, TokenPair, UpstreamError,
+    breaker::{Breaker, BreakerState},
     retry::{CallKind, Failure, RetryPolicy},
 };
 use crate::{config::TimeoutsConfig, domain::Deadline};
@@ -28,12 +34,34 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// How one attempt ended.
+enum Attempt {
+    Answered(Answer),
+    /// ConnectPay refused the credentials of `pair`.
+    Refused(Arc<TokenPair>),
+    Failed {
+        failure: Failure,
+        /// What the caller gets if this is the last attempt.
+        error: UpstreamError,
+    },
+}
+
+pub struct Protection {
+    pub retry: RetryPolicy,
+    pub budget: TpsBudget,
+    pub breaker: Breaker,
+    pub max_in_flight: usize,
+}
+
 pub struct Transport {
     http: reqwest::Client,
     base_url: reqwest::Url,
     tokens: TokenManager,
-    retry: RetryPolicy,
     timeouts: TimeoutsConfig,
+    retry: RetryPolicy,
+    budget: TpsBudget,
+    breaker: Breaker,
+    in_flight: Semaphore,
 }
 
 impl Transport {
@@ -41,16 +69,23 @@ impl Transport {
         http: reqwest::Client,
         base_url: reqwest::Url,
         tokens: TokenManager,
-        retry: RetryPolicy,
         timeouts: TimeoutsConfig,
+        protection: Protection,
     ) -> Self {
         Transport {
             http,
             base_url,
             tokens,
-            retry,
             timeouts,
+            retry: protection.retry,
+            budget: protection.budget,
+            breaker: protection.breaker,
+            in_flight: Semaphore::new(protection.max_in_flight.max(1)),
         }
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.current()
     }
 
     /// The time one attempt may take: the caller's remaining deadline minus a margin (so the gateway can
@@ -81,6 +116,15 @@ impl Transport {
             .base_url
             .join(call.path.trim_start_matches('/'))
             .map_err(|_| UpstreamError::BadResponse)?;
+        // Waiting for a slot counts against the caller's deadline; a call that never got one never left.
+        let _slot = match deadline.instant() {
+            None => self.in_flight.acquire().await.ok(),
+            Some(at) => tokio::time::timeout_at(at.into(), self.in_flight.acquire())
+                .await
+                .map_err(|_| UpstreamError::DeadlineTooShort)?
+                .ok(),
+        };
+        self.budget.deposit();
         let mut attempt = 0u32;
         let mut renewed_after_refusal = false;
         loop {
@@ -94,112 +138,144 @@ impl Transport {
                     }
                 });
             };
-            let pair = self.tokens.access_token().await?;
-            let request_id = uuid::Uuid::new_v4().to_string();
-            let mut request = self
-                .http
-                .request(call.method.clone(), url.clone())
-                .bearer_auth(pair.access_token.expose_secret())
-                .header("X-Request-ID", &request_id)
-                .header("x-connectpay-requestid", &request_id)
-                .timeout(timeout);
-            if let Some(accept) = call.accept {
-                request = request.header(http::header::ACCEPT, accept);
-            }
-            if let Some(json) = call.json {
-                request = request.json(json);
-            }
-            let started = Instant::now();
-            let failure = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = retry_after(response.headers());
-                    let upstream_request_id = response
-                        .headers()
-                        .get("x-connectpay-requestid")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    let body = response.bytes().await;
-                    tracing::debug!(
-                        endpoint = call.endpoint.as_str(),
-                        attempt,
-                        status = status.as_u16(),
-                        upstream_request_id,
-                        request_id,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "ConnectPay answered"
-                    );
-                    match body {
-                        Err(_) => Failure::NoAnswer,
-                        Ok(body) if status.is_success() => return Ok(Answer { body }),
-                        Ok(_)
-                            if matches!(
-                                status,
-                                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                            ) && !renewed_after_refusal =>
-                        {
-                            // Refused credentials get one renewal and one more try, outside the retry policy.
-                            renewed_after_refusal = true;
-                            attempt -= 1;
-                            self.tokens.after_unauthorized(&pair).await?;
-                            continue;
-                        }
-                        Ok(_)
-                            if matches!(
-                                status,
-                                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                            ) =>
-                        {
-                            return Err(UpstreamError::Auth);
-                        }
-                        Ok(body) => {
-                            let failure = Failure::Status {
-                                code: status.as_u16(),
-                                retry_after,
-                            };
-                            if self.give_up(call, failure, attempt, deadline).await {
-                                return Err(UpstreamError::from_answer(
-                                    status.as_u16(),
-                                    retry_after,
-                                    &body,
-                                ));
-                            }
-                            continue;
-                        }
-                    }
-                }
-                Err(e) if e.is_connect() => Failure::NotSent,
-                Err(e) => {
-                    if e.is_timeout() && limited_by_caller {
-                        return Err(UpstreamError::NoAnswer {
-                            caller_deadline: true,
-                        });
-                    }
-                    Failure::NoAnswer
-                }
+            let admitted = self
+                .breaker
+                .admit(Instant::now())
+                .map_err(|retry_after| UpstreamError::CircuitOpen { retry_after })?;
+            let outcome = self
+                .attempt(call, &url, timeout, limited_by_caller, attempt)
+                .await;
+            let healthy = match &outcome {
+                Ok(Attempt::Answered(_) | Attempt::Refused(_)) => true,
+                Ok(Attempt::Failed { failure, .. }) => match failure {
+                    Failure::Status { code, .. } => *code != 429 && *code < 500,
+                    Failure::NotSent | Failure::NoAnswer => false,
+                },
+                // The caller's deadline ran out, or no token: says nothing about ConnectPay's health.
+                Err(_) => true,
             };
-            tracing::debug!(
-                endpoint = call.endpoint.as_str(),
-                attempt,
-                ?failure,
-                request_id,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "ConnectPay call failed"
-            );
-            if self.give_up(call, failure, attempt, deadline).await {
-                return Err(match failure {
-                    Failure::NotSent => UpstreamError::NotSent,
-                    _ => UpstreamError::NoAnswer {
-                        caller_deadline: false,
-                    },
-                });
+            self.breaker.record(admitted, healthy, Instant::now());
+            match outcome? {
+                Attempt::Answered(answer) => return Ok(answer),
+                Attempt::Refused(pair) if !renewed_after_refusal => {
+                    // Refused credentials get one renewal and one more try, outside the retry policy.
+                    renewed_after_refusal = true;
+                    attempt -= 1;
+                    self.tokens.after_unauthorized(&pair).await?;
+                }
+                Attempt::Refused(_) => return Err(UpstreamError::Auth),
+                Attempt::Failed { failure, error } => {
+                    if self.give_up(call, failure, attempt, deadline).await {
+                        return Err(error);
+                    }
+                }
             }
         }
     }
 
-    /// Waits before the next attempt, or says to give up (the policy says so, or the wait would not fit in
-    /// the caller's deadline).
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        url: &reqwest::Url,
+        timeout: Duration,
+        limited_by_caller: bool,
+        attempt: u32,
+    ) -> Result<Attempt, UpstreamError> {
+        let pair = self.tokens.access_token().await?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut request = self
+            .http
+            .request(call.method.clone(), url.clone())
+            .bearer_auth(pair.access_token.expose_secret())
+            .header("X-Request-ID", &request_id)
+            .header("x-connectpay-requestid", &request_id)
+            .timeout(timeout);
+        if let Some(accept) = call.accept {
+            request = request.header(http::header::ACCEPT, accept);
+        }
+        if let Some(json) = call.json {
+            request = request.json(json);
+        }
+        let started = Instant::now();
+        let sent = request.send().await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => {
+                tracing::debug!(
+                    endpoint = call.endpoint.as_str(),
+                    attempt,
+                    request_id,
+                    elapsed_ms,
+                    "ConnectPay not reached"
+                );
+                return Ok(Attempt::Failed {
+                    failure: Failure::NotSent,
+                    error: UpstreamError::NotSent,
+                });
+            }
+            Err(e) => {
+                tracing::debug!(
+                    endpoint = call.endpoint.as_str(),
+                    attempt,
+                    request_id,
+                    elapsed_ms,
+                    "ConnectPay did not answer"
+                );
+                if e.is_timeout() && limited_by_caller {
+                    return Err(UpstreamError::NoAnswer {
+                        caller_deadline: true,
+                    });
+                }
+                return Ok(Attempt::Failed {
+                    failure: Failure::NoAnswer,
+                    error: UpstreamError::NoAnswer {
+                        caller_deadline: false,
+                    },
+                });
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let upstream_request_id = response
+            .headers()
+            .get("x-connectpay-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.bytes().await;
+        tracing::debug!(
+            endpoint = call.endpoint.as_str(),
+            attempt,
+            status = status.as_u16(),
+            upstream_request_id,
+            request_id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ConnectPay answered"
+        );
+        Ok(match body {
+            Err(_) => Attempt::Failed {
+                failure: Failure::NoAnswer,
+                error: UpstreamError::NoAnswer {
+                    caller_deadline: false,
+                },
+            },
+            Ok(body) if status.is_success() => Attempt::Answered(Answer { body }),
+            Ok(_) if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Attempt::Refused(pair)
+            }
+            Ok(body) => Attempt::Failed {
+                failure: Failure::Status {
+                    code: status.as_u16(),
+                    retry_after,
+                },
+                error: UpstreamError::from_answer(status.as_u16(), retry_after, &body),
+            },
+        })
+    }
+
+    /// Waits before the next attempt, or says to give up: the policy says so, the retry budget is spent,
+    /// or the wait would not fit in the caller's deadline.
     async fn give_up(
         &self,
         call: &Call<'_>,
@@ -218,6 +294,13 @@ impl Transport {
                 .remaining()
                 .is_some_and(|left| left < delay + self.timeouts.deadline_margin)
         {
+            return true;
+        }
+        if !self.budget.withdraw() {
+            tracing::info!(
+                endpoint = call.endpoint.as_str(),
+                "retry budget spent: not retrying"
+            );
             return true;
         }
         tracing::info!(

@@ -53,6 +53,9 @@ reasons! {
     UpstreamAuthFailed => "UPSTREAM_AUTH_FAILED", "the gateway's ConnectPay credentials were refused";
     UpstreamRateLimited => "UPSTREAM_RATE_LIMITED", "ConnectPay is limiting the request rate; retry later";
     UpstreamUnavailable => "UPSTREAM_UNAVAILABLE", "ConnectPay could not be reached; nothing was submitted";
+    UpstreamCircuitOpen => "UPSTREAM_CIRCUIT_OPEN", "ConnectPay is failing, so calls fail fast until it recovers; nothing was submitted";
+    Overloaded => "OVERLOADED", "the gateway is at capacity; retry after the delay";
+    RateLimited => "RATE_LIMITED", "this caller exceeded its rate limit; retry after the delay";
     UpstreamOutcomeUnknown => "UPSTREAM_OUTCOME_UNKNOWN", "ConnectPay failed after the request was sent; it may have taken effect, read the application before retrying";
     UpstreamTimeout => "UPSTREAM_TIMEOUT", "ConnectPay did not answer in time";
     DeadlineTooShort => "DEADLINE_TOO_SHORT", "too little of the call's deadline was left to call ConnectPay";

@@ -1,5 +1,6 @@
 //! The gRPC transport: the only code that knows the generated proto types.
 
+pub mod admission;
 mod convert;
 mod onboarding;
 pub mod server;

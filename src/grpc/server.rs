@@ -7,12 +7,14 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
 
 use super::{
+    admission::AdmissionLayer,
     onboarding::OnboardingApi,
     pb::{self, onboarding_server::OnboardingServer},
 };
-use crate::service::Onboarding;
+use crate::{config::GrpcConfig, service::Onboarding};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -22,27 +24,73 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves until `shutdown` is cancelled, then lets in-flight calls finish.
+/// What the server needs beyond its configuration section.
+pub struct Lifecycle {
+    /// Cancelled when draining begins: readiness turns NOT_SERVING, nothing else changes yet.
+    pub draining: CancellationToken,
+    /// Cancelled when new work is refused: the server stops accepting and finishes what is in flight.
+    pub stopping: CancellationToken,
+    pub liveness_service: String,
+    pub readiness_service: String,
+}
+
+/// Serves until `lifecycle.stopping`, then lets in-flight calls finish (watch streams end by themselves).
 pub async fn serve(
     listener: TcpListener,
+    config: &GrpcConfig,
     service: Arc<Onboarding>,
-    shutdown: CancellationToken,
+    lifecycle: Lifecycle,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<OnboardingServer<OnboardingApi>>()
         .await;
+    for name in [&lifecycle.liveness_service, &lifecycle.readiness_service] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let readiness = lifecycle.readiness_service.clone();
+    let draining = lifecycle.draining.clone();
+    tokio::spawn(async move {
+        draining.cancelled().await;
+        tracing::info!("draining: readiness is now NOT_SERVING");
+        health
+            .set_service_status(readiness, ServingStatus::NotServing)
+            .await;
+    });
+
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let api = OnboardingServer::new(OnboardingApi::new(service))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
     Server::builder()
+        // Bounds what one connection can hold open; watches are streams, so this is their limit too.
+        .max_concurrent_streams(config.max_concurrent_streams)
+        // Pings find dead peers and keep idle watch streams alive through proxies.
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        // Old connections are closed gracefully so clients spread over new replicas after a scale-out.
+        .max_connection_age(config.max_connection_age)
+        .max_connection_age_grace(config.max_connection_age_grace)
+        // Outermost: a call refused for load or rate costs nothing further.
+        .layer(AdmissionLayer::new(
+            config.max_in_flight,
+            config.rate_limit_per_caller,
+            config.rate_limit_burst,
+        ))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(OnboardingServer::new(OnboardingApi::new(service)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .add_service(api)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            lifecycle.stopping.cancelled_owned(),
+        )
         .await?;
     Ok(())
 }

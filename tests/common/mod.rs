@@ -75,6 +75,9 @@ client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 auth_code = "{auth_code}"
 allow_insecure_http = true
+[shutdown]
+drain_delay = "0s"
+grace_period = "10s"
 [log]
 level = "onboarding_gateway=debug,info"
 {extra}

@@ -153,6 +153,9 @@ client_secret = "{CLIENT_SECRET}"
 {auth_code}
 notification_url = "http://{webhook}/webhooks/connectpay"
 allow_insecure_http = true
+[shutdown]
+drain_delay = "0s"
+grace_period = "10s"
 [log]
 format = "text"
 level = "onboarding_gateway=debug,info"
