@@ -4,6 +4,7 @@
 //! (`connectpay`, `store`) → `domain` (with `config`, `telemetry` and `shutdown` beside it). `app` wires
 //! them together; `main.rs` only parses the command line. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -61,11 +61,16 @@ async fn notifications_are_acknowledged_while_the_store_is_locked_and_their_news
     let early = tokio::time::timeout(Duration::from_millis(300), stream.message()).await;
     assert!(early.is_err(), "{early:?}");
 
-    let counts = gateway.gateway().service().notification_counts();
-    assert_eq!(
-        counts.degraded.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "counted for alerting"
+    // Counted for alerting, on the admin port's metrics.
+    let metrics = reqwest::get(format!("http://{}/metrics", gateway.gateway().admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("onboarding_webhooks_total{outcome=\"degraded\"} 1"),
+        "{metrics}"
     );
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     drop(lock);

@@ -72,6 +72,8 @@ CREATE TABLE inbox (
     person_id        TEXT,
     claimed_status   TEXT,
     sent_at          TEXT,
+    -- W3C trace context of the delivery, so its processing can link to it.
+    trace_context    TEXT,
     via_application  BOOLEAN NOT NULL,
     received_at      BIGINT NOT NULL,
     attempts         BIGINT NOT NULL DEFAULT 0,

@@ -61,6 +61,8 @@ CREATE TABLE inbox (
     person_id        TEXT,
     claimed_status   TEXT,
     sent_at          TEXT,
+    -- W3C trace context of the delivery, so its processing can link to it.
+    trace_context    TEXT,
     via_application  INTEGER NOT NULL,
     received_at      INTEGER NOT NULL,
     attempts         INTEGER NOT NULL DEFAULT 0,

@@ -15,6 +15,7 @@ use storage::open_store;
 use upstream::connectpay_client;
 
 use crate::{
+    admin,
     config::{Config, ConfigError},
     connectpay::tls::TlsError,
     domain::poll::PollSchedule,
@@ -51,6 +52,7 @@ pub enum StartError {
 pub struct Listeners {
     grpc: TcpListener,
     webhook: TcpListener,
+    admin: TcpListener,
 }
 
 impl Listeners {
@@ -58,6 +60,7 @@ impl Listeners {
         Ok(Listeners {
             grpc: bind("grpc.listen", config.grpc.listen).await?,
             webhook: bind("webhook.listen", config.webhook.listen).await?,
+            admin: bind("admin.listen", config.admin.listen).await?,
         })
     }
 
@@ -69,6 +72,12 @@ impl Listeners {
 
     pub fn webhook_addr(&self) -> SocketAddr {
         self.webhook
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
             .local_addr()
             .expect("a bound socket has an address")
     }
@@ -84,6 +93,7 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
 pub struct Gateway {
     pub grpc_addr: SocketAddr,
     pub webhook_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     /// The embedded sandbox's base URL, in sandbox mode.
     pub sandbox_url: Option<String>,
     service: Arc<Onboarding>,
@@ -142,8 +152,18 @@ pub async fn run(
 
     let grpc_addr = listeners.grpc_addr();
     let webhook_addr = listeners.webhook_addr();
+    let admin_addr = listeners.admin_addr();
     let mut tasks = JoinSet::new();
-    tasks.spawn(tokens.run(stopping.clone()));
+    tasks.spawn(tokens.clone().run(stopping.clone()));
+    let admin_sources = admin::Sources {
+        service: service.clone(),
+        tokens,
+    };
+    tasks.spawn(admin::serve(
+        listeners.admin,
+        admin_sources,
+        stopping.clone(),
+    ));
     let lifecycle = grpc::server::Lifecycle {
         draining: shutdown.clone(),
         stopping: stopping.clone(),
@@ -166,10 +186,11 @@ pub async fn run(
         stopping.clone(),
     ));
 
-    tracing::info!(%grpc_addr, %webhook_addr, "gateway listening");
+    tracing::info!(%grpc_addr, %webhook_addr, %admin_addr, "gateway listening");
     Ok(Gateway {
         grpc_addr,
         webhook_addr,
+        admin_addr,
         sandbox_url: None,
         service,
         tasks,

@@ -36,6 +36,7 @@ pub async fn start_with_sandbox(
         config.store.url = Some(SecretString::from(format!("sqlite://{}", file.display())));
     }
     config.webhook.listen = loopback(config.webhook.listen);
+    config.admin.listen = loopback(config.admin.listen);
     let listeners = Listeners::bind(&config).await?;
 
     // Fresh credentials per run: nothing about them is secret, but nothing should depend on them either.

@@ -38,7 +38,6 @@ pub fn migrate(file: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,6 +48,7 @@ pub fn migrate(file: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _logs = runtime.block_on(async { telemetry::init(&config.log) });
     match runtime.block_on(app::migrate(&config)) {
         Ok(()) => {
             println!("migrations applied");
@@ -71,7 +71,6 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    telemetry::init(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -80,6 +79,8 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
         }
     };
     let grace = config.shutdown.grace_period;
+    // Inside the runtime: the OTLP gRPC exporter needs it.
+    let telemetry = runtime.block_on(async { telemetry::init(&config.log) });
     let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
@@ -117,6 +118,7 @@ pub fn run(file: Option<&Path>, sandbox: bool) -> ExitCode {
             }
         }
     });
+    telemetry.shutdown();
     // Tasks still running (a stuck call, say) must not hold the process past its grace period.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code

@@ -27,6 +27,7 @@ pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub admin: AdminConfig,
     pub health: HealthConfig,
     pub shutdown: ShutdownConfig,
     pub webhook: WebhookConfig,
@@ -56,6 +57,12 @@ pub struct GrpcConfig {
     pub max_in_flight: usize,
     pub rate_limit_per_caller: u32,
     pub rate_limit_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,10 @@ impl ConnectPayClient {
         }
     }
 
+    pub fn breaker_state(&self) -> super::BreakerState {
+        self.transport.breaker_state()
+    }
+
     fn path(template: &str, placeholder: &str, value: &str) -> String {
         template.replace(
             placeholder,

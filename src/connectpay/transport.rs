@@ -11,13 +11,21 @@ use http::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 use tower::retry::budget::{Budget, TpsBudget};
+use tracing::{Instrument, field::Empty};
 
 use super::{
     Endpoint, TokenManager, TokenPair, UpstreamError,
     breaker::{Breaker, BreakerState},
     retry::{CallKind, Failure, RetryPolicy},
 };
-use crate::{config::TimeoutsConfig, domain::Deadline};
+use crate::{
+    config::TimeoutsConfig,
+    domain::Deadline,
+    telemetry::{
+        context,
+        metrics::{self, EndpointStatus},
+    },
+};
 
 /// One logical call; it may take several attempts.
 pub struct Call<'a> {
@@ -183,12 +191,26 @@ impl Transport {
     ) -> Result<Attempt, UpstreamError> {
         let pair = self.tokens.access_token().await?;
         let request_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!(
+            "connectpay",
+            otel.name = format!("{} {}", call.method, call.endpoint.as_str()),
+            otel.kind = "client",
+            http.request.method = %call.method,
+            connectpay.endpoint = call.endpoint.as_str(),
+            connectpay.request_id = %request_id,
+            attempt,
+            http.response.status_code = Empty,
+        );
+        // The caller's trace continues at ConnectPay.
+        let mut trace_headers = http::HeaderMap::new();
+        context::inject(&span, &mut trace_headers);
         let mut request = self
             .http
             .request(call.method.clone(), url.clone())
             .bearer_auth(pair.access_token.expose_secret())
             .header("X-Request-ID", &request_id)
             .header("x-connectpay-requestid", &request_id)
+            .headers(trace_headers)
             .timeout(timeout);
         if let Some(accept) = call.accept {
             request = request.header(http::header::ACCEPT, accept);
@@ -197,11 +219,22 @@ impl Transport {
             request = request.json(json);
         }
         let started = Instant::now();
-        let sent = request.send().await;
+        let sent = request.send().instrument(span.clone()).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        let observe = |status: &'static str| {
+            let m = metrics::metrics();
+            let endpoint = call.endpoint.as_str();
+            m.upstream_requests
+                .get_or_create(&EndpointStatus { endpoint, status })
+                .inc();
+            m.upstream_duration
+                .get_or_create(&metrics::Endpoint { endpoint })
+                .observe(started.elapsed().as_secs_f64());
+        };
         let response = match sent {
             Ok(response) => response,
             Err(e) if e.is_connect() => {
+                observe("unreached");
                 tracing::debug!(
                     endpoint = call.endpoint.as_str(),
                     attempt,
@@ -215,6 +248,7 @@ impl Transport {
                 });
             }
             Err(e) => {
+                observe("no_answer");
                 tracing::debug!(
                     endpoint = call.endpoint.as_str(),
                     attempt,
@@ -243,7 +277,9 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = response.bytes().await;
+        let body = response.bytes().instrument(span.clone()).await;
+        span.record("http.response.status_code", status.as_u16());
+        observe(metrics::http_status_name(status.as_u16()));
         tracing::debug!(
             endpoint = call.endpoint.as_str(),
             attempt,

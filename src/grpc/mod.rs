@@ -2,6 +2,7 @@
 
 pub mod admission;
 mod convert;
+pub mod observe;
 mod onboarding;
 pub mod server;
 mod status;

@@ -11,6 +11,7 @@ use tonic_health::ServingStatus;
 
 use super::{
     admission::AdmissionLayer,
+    observe::ObserveLayer,
     onboarding::OnboardingApi,
     pb::{self, onboarding_server::OnboardingServer},
 };
@@ -77,7 +78,9 @@ pub async fn serve(
         // Old connections are closed gracefully so clients spread over new replicas after a scale-out.
         .max_connection_age(config.max_connection_age)
         .max_connection_age_grace(config.max_connection_age_grace)
-        // Outermost: a call refused for load or rate costs nothing further.
+        // Outermost: every call gets its span and its metrics, refused ones included.
+        .layer(ObserveLayer)
+        // Before any service: a call refused for load or rate costs nothing further.
         .layer(AdmissionLayer::new(
             config.max_in_flight,
             config.rate_limit_per_caller,

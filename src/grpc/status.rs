@@ -12,8 +12,13 @@ use crate::domain::{
     error::{Detail, ErrorKind},
 };
 
-pub fn to_status(error: &Error) -> Status {
-    let code = match error.kind {
+/// The gRPC code's canonical name, for audit records.
+pub fn code_name(kind: ErrorKind) -> &'static str {
+    crate::telemetry::metrics::grpc_code_name(grpc_code(kind) as i32)
+}
+
+fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
@@ -24,7 +29,11 @@ pub fn to_status(error: &Error) -> Status {
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Internal => Code::Internal,
-    };
+    }
+}
+
+pub fn to_status(error: &Error) -> Status {
+    let code = grpc_code(error.kind);
     let mut details =
         ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, HashMap::new());
     match &error.detail {

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use fanout::Watchers;
-pub use notifications::{Notification, NotificationCounts, Outcome};
+pub use notifications::{Notification, Outcome};
 pub use watch::{ResumeToken, WatchEvent, WatchItem};
 
 use crate::{
@@ -37,6 +37,7 @@ use crate::{
         poll::PollSchedule,
     },
     store::{Event, Source, Store, StoreError},
+    telemetry::metrics,
 };
 
 /// How a caller names an application.
@@ -97,7 +98,6 @@ pub struct Onboarding {
     instance: String,
     /// A notification was recorded: wake the inbox workers.
     inbox_wake: Notify,
-    notification_counts: NotificationCounts,
     /// Applications to poll at once because their notification could not be recorded.
     urgent_polls: Mutex<HashSet<ApplicationId>>,
     poll_wake: Notify,
@@ -120,7 +120,6 @@ impl Onboarding {
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
-            notification_counts: NotificationCounts::default(),
             urgent_polls: Mutex::new(HashSet::new()),
             poll_wake: Notify::new(),
             stopping,
@@ -235,7 +234,26 @@ impl Onboarding {
                 "application changed"
             );
             self.watchers.notify(&app.id, event.seq);
+            metrics::metrics()
+                .application_changes
+                .get_or_create(&metrics::Status {
+                    status: app.status.as_str(),
+                })
+                .inc();
         }
+    }
+
+    /// The circuit breaker in front of ConnectPay.
+    pub fn upstream_breaker(&self) -> crate::connectpay::BreakerState {
+        self.connectpay.breaker_state()
+    }
+
+    /// How many notifications wait for confirmation, and since when the oldest.
+    pub async fn inbox_backlog(&self) -> Result<(u64, Option<std::time::SystemTime>), Error> {
+        self.store
+            .inbox_backlog()
+            .await
+            .map_err(|e| store_failed(e, CallKind::Read))
     }
 }
 

@@ -8,19 +8,18 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::{ApplicationKey, Onboarding, Via, pause};
 use crate::{
     domain::{ApplicationId, Deadline, Observation},
     store::{InboxEntry, InboxRow, Source},
+    telemetry::{context, metrics},
 };
 
 /// What a notification names and claims. The claim is never published; it only spares recording news
@@ -33,6 +32,8 @@ pub struct Notification {
     /// `x-connectpay-timestamp`, as sent.
     pub sent_at: Option<String>,
     pub event_id: Option<String>,
+    /// The delivery's trace context, so that its processing links to it.
+    pub trace_context: Option<String>,
 }
 
 /// What became of a notification (for logs, metrics and tests).
@@ -46,29 +47,6 @@ pub enum Outcome {
     AlreadyKnown,
     /// The store could not take it: the application is polled instead.
     Degraded,
-}
-
-/// How many notifications ended each way since the process started (exported as metrics; a rising
-/// `degraded` count means ConnectPay's news is arriving only through polls).
-#[derive(Debug, Default)]
-pub struct NotificationCounts {
-    pub recorded: AtomicU64,
-    pub duplicate: AtomicU64,
-    pub already_known: AtomicU64,
-    pub degraded: AtomicU64,
-}
-
-impl NotificationCounts {
-    fn count(&self, outcome: Outcome) -> Outcome {
-        let counter = match outcome {
-            Outcome::Recorded => &self.recorded,
-            Outcome::Duplicate => &self.duplicate,
-            Outcome::AlreadyKnown => &self.already_known,
-            Outcome::Degraded => &self.degraded,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
-    }
 }
 
 /// How long a notification about an application the gateway does not know is kept: the submit's answer
@@ -102,12 +80,17 @@ impl Onboarding {
     /// Takes an authenticated notification. Never fails: whatever happens, the sender gets its `OK`.
     pub async fn notify(&self, notification: Notification) -> Outcome {
         let outcome = self.take_notification(notification).await;
-        self.notification_counts.count(outcome)
-    }
-
-    /// How notifications ended so far.
-    pub fn notification_counts(&self) -> &NotificationCounts {
-        &self.notification_counts
+        let name = match outcome {
+            Outcome::Recorded => "recorded",
+            Outcome::Duplicate => "duplicate",
+            Outcome::AlreadyKnown => "already_known",
+            Outcome::Degraded => "degraded",
+        };
+        metrics::metrics()
+            .webhooks
+            .get_or_create(&metrics::Outcome { outcome: name })
+            .inc();
+        outcome
     }
 
     async fn take_notification(&self, notification: Notification) -> Outcome {
@@ -143,6 +126,7 @@ impl Onboarding {
                 .as_ref()
                 .map(|c| c.upstream_status.clone()),
             sent_at: notification.sent_at.clone(),
+            trace_context: notification.trace_context.clone(),
             via_application: notification.application_id.is_some(),
         };
         match self.store.record_notification(&entry).await {
@@ -237,15 +221,36 @@ impl Onboarding {
         } else {
             Via::Idv
         };
+        // Its own trace, linked to every delivery it confirms.
+        let span = tracing::info_span!(
+            parent: None,
+            "webhook.confirm",
+            otel.kind = "internal",
+            application_id = %id,
+            notifications = rows.len(),
+        );
+        for row in &rows {
+            if let Some(traceparent) = &row.entry.trace_context {
+                context::link_to(&span, traceparent);
+            }
+        }
         let result = async {
             let known = self.known(&ApplicationKey::Id(id.clone())).await?;
             let deadline = Deadline::after(self.settings.upstream_timeout);
             self.refresh(known, via, Source::Other, deadline).await
         }
+        .instrument(span)
         .await;
+        let confirmed = |outcome: &'static str| {
+            metrics::metrics()
+                .notifications_confirmed
+                .get_or_create(&metrics::Outcome { outcome })
+                .inc_by(rows.len() as u64);
+        };
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         match result {
             Ok(_) => {
+                confirmed("confirmed");
                 if let Err(e) = self.store.finish_notifications(&ids).await {
                     // They will be confirmed again once their lease runs out: harmless, only a GET more.
                     tracing::warn!(error = %e, "could not clear confirmed notifications");
@@ -254,10 +259,12 @@ impl Onboarding {
             Err(e) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
                 if attempts >= MAX_ATTEMPTS {
+                    confirmed("dropped");
                     tracing::warn!(application_id = %id, reason = %e.reason,
                         "giving up confirming notifications; the poller will catch up");
                     let _ = self.store.finish_notifications(&ids).await;
                 } else {
+                    confirmed("retried");
                     tracing::info!(application_id = %id, reason = %e.reason, attempts,
                         "confirming notifications failed; will retry");
                     self.postpone(
@@ -278,6 +285,12 @@ impl Onboarding {
             .into_iter()
             .partition(|r| now.duration_since(r.received_at).unwrap_or_default() >= UNKNOWN_GRACE);
         if !expired.is_empty() {
+            metrics::metrics()
+                .notifications_confirmed
+                .get_or_create(&metrics::Outcome {
+                    outcome: "unknown_application",
+                })
+                .inc_by(expired.len() as u64);
             tracing::info!(
                 count = expired.len(),
                 "notifications about applications this gateway did not create; ignored"

@@ -12,6 +12,7 @@ use super::{ApplicationKey, Onboarding, Via, pause};
 use crate::{
     domain::{ApplicationId, Deadline},
     store::Source,
+    telemetry::metrics,
 };
 
 /// Due applications taken per round, and how long one is held before another poller may take it.
@@ -81,13 +82,26 @@ impl Onboarding {
         let result = async {
             let known = self.known(&ApplicationKey::Id(id.clone())).await?;
             if known.status.is_terminal() {
-                return Ok(known);
+                return Ok::<bool, crate::domain::Error>(false);
             }
             let deadline = Deadline::after(self.settings.upstream_timeout);
-            self.refresh(known, Via::Application, Source::Poll, deadline)
-                .await
+            let before = known.version;
+            let after = self
+                .refresh(known, Via::Application, Source::Poll, deadline)
+                .await?;
+            Ok(after.version != before)
         }
         .await;
+        let outcome = match &result {
+            // A poll that finds news means a notification was lost (or is late): worth watching.
+            Ok(true) => "changed",
+            Ok(false) => "unchanged",
+            Err(_) => "failed",
+        };
+        metrics::metrics()
+            .polls
+            .get_or_create(&metrics::Outcome { outcome })
+            .inc();
         if let Err(e) = result {
             tracing::info!(application_id = %id, reason = %e.reason, "poll failed; will retry");
             if urgent {

@@ -77,6 +77,8 @@ pub struct InboxEntry {
     pub claimed_status: Option<String>,
     /// `x-connectpay-timestamp`, as sent.
     pub sent_at: Option<String>,
+    /// The delivery's W3C `traceparent`, for linking its processing to it.
+    pub trace_context: Option<String>,
     /// The notification named the application (not only the person).
     pub via_application: bool,
 }

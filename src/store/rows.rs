@@ -89,6 +89,7 @@ where
             person_id: row.maybe_text("person_id")?,
             claimed_status: row.maybe_text("claimed_status")?,
             sent_at: row.maybe_text("sent_at")?,
+            trace_context: row.maybe_text("trace_context")?,
             via_application: row.boolean("via_application")?,
         },
         received_at: from_micros(row.integer("received_at")?),

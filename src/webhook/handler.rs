@@ -1,4 +1,4 @@
-//! One notification: authenticate, read, parse, hand over, answer `OK`.
+//! One notification: authenticate, read, parse, record, answer `OK`.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -9,21 +9,33 @@ use axum::{
 };
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use tracing::Instrument;
 
 use super::{
     Settings,
     parse::{Parsed, parse},
 };
-use crate::service::Onboarding;
+use crate::{
+    service::Onboarding,
+    telemetry::{context, metrics},
+};
 
 pub struct Receiver {
     pub settings: Settings,
     pub service: Arc<Onboarding>,
 }
 
-fn refuse(status: StatusCode, reason: &'static str) -> Response {
-    tracing::warn!(reason, status = status.as_u16(), "webhook refused");
-    (status, reason).into_response()
+fn count(outcome: &'static str) {
+    metrics::metrics()
+        .webhooks
+        .get_or_create(&metrics::Outcome { outcome })
+        .inc();
+}
+
+fn refuse(status: StatusCode, outcome: &'static str) -> Response {
+    count(outcome);
+    tracing::warn!(outcome, status = status.as_u16(), "webhook refused");
+    (status, outcome).into_response()
 }
 
 pub async fn receive(
@@ -32,29 +44,49 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let span = tracing::info_span!(
+        "webhook.receive",
+        otel.kind = "server",
+        trace_id = tracing::field::Empty
+    );
+    if let Some(trace_id) = context::continue_from(&span, &headers) {
+        span.record("trace_id", trace_id);
+    }
+    receive_in(receiver, peer, headers, body, span.clone())
+        .instrument(span)
+        .await
+}
+
+async fn receive_in(
+    receiver: Arc<Receiver>,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: Body,
+    span: tracing::Span,
+) -> Response {
     let settings = &receiver.settings;
     let client = settings.gate.client_address(peer.ip(), &headers);
     if !settings.gate.source_allowed(client) {
-        return refuse(StatusCode::FORBIDDEN, "source not allowed");
+        return refuse(StatusCode::FORBIDDEN, "rejected_source");
     }
     let token = headers.get(&settings.token_header).map(|v| v.as_bytes());
     if !settings.gate.token_matches(token) {
-        return refuse(StatusCode::UNAUTHORIZED, "bad token");
+        return refuse(StatusCode::UNAUTHORIZED, "rejected_token");
     }
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > settings.max_body_bytes) {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
     }
     let read = Limited::new(body, settings.max_body_bytes).collect();
     let bytes = match tokio::time::timeout(settings.read_timeout, read).await {
-        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body too slow"),
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "too_slow"),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
         }
-        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "body unreadable"),
+        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "unreadable"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     match parse(&bytes) {
@@ -64,17 +96,19 @@ pub async fn receive(
                 .get("x-connectpay-timestamp")
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.chars().take(64).collect());
+            notification.trace_context = context::traceparent(&span);
             let outcome = receiver.service.notify(notification).await;
             tracing::debug!(?outcome, "notification taken");
         }
-
         Parsed::UnknownEvent(event_type) => {
+            count("unknown_event");
             tracing::info!(
                 event_type,
                 "notification of an event type this gateway does not handle; ignored"
             )
         }
         Parsed::Unreadable => {
+            count("unreadable");
             tracing::warn!("authenticated notification could not be read; ignored")
         }
     }

@@ -85,6 +85,7 @@ pub fn parse(body: &[u8]) -> Parsed {
         claimed,
         sent_at: None,
         event_id,
+        trace_context: None,
     })
 }
 

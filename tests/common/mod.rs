@@ -62,6 +62,8 @@ impl TestGateway {
             r#"
 [grpc]
 listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
 [webhook]
 listen = "127.0.0.1:0"
 tokens = ["{token}"]

@@ -17,6 +17,7 @@ pub struct GatewayProcess {
     store_url: Option<String>,
     pub grpc: SocketAddr,
     pub webhook: SocketAddr,
+    pub admin: SocketAddr,
     dir: tempfile::TempDir,
     base_url: String,
     auth_code: String,
@@ -50,6 +51,7 @@ impl GatewayProcess {
                 Err(logs) if logs.contains("Address already in use") => {
                     self.grpc = free_port();
                     self.webhook = free_port();
+                    self.admin = free_port();
                     self.write_config();
                 }
                 Err(logs) => panic!("the gateway exited:\n{logs}"),
@@ -85,6 +87,7 @@ impl GatewayProcess {
             child: None,
             grpc: free_port(),
             webhook: free_port(),
+            admin: free_port(),
             dir: tempfile::tempdir().unwrap(),
             base_url: sandbox.base_url().to_owned(),
             auth_code: auth_code.to_owned(),
@@ -138,6 +141,8 @@ impl GatewayProcess {
             r#"
 [grpc]
 listen = "{grpc}"
+[admin]
+listen = "{admin}"
 [webhook]
 listen = "{webhook}"
 tokens = ["{token}"]
@@ -162,6 +167,7 @@ level = "onboarding_gateway=debug,info"
 "#,
             grpc = self.grpc,
             webhook = self.webhook,
+            admin = self.admin,
             token = connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN,
             store_url = self
                 .store_url

@@ -19,14 +19,15 @@ impl PostgresStore {
         let now = micros(SystemTime::now());
         let inserted = sqlx::query(
             "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-             via_application, received_at, not_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
+             trace_context, via_application, received_at, not_before) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(&entry.dedupe_key[..])
         .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
         .bind(&entry.person_id)
         .bind(&entry.claimed_status)
         .bind(&entry.sent_at)
+        .bind(&entry.trace_context)
         .bind(entry.via_application)
         .bind(now)
         .execute(&self.pool)

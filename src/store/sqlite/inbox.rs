@@ -19,7 +19,7 @@ impl SqliteStore {
         let now = micros(SystemTime::now());
         let inserted = sqlx::query(
             "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-             via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             trace_context, via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(&entry.dedupe_key[..])
@@ -27,6 +27,7 @@ impl SqliteStore {
         .bind(&entry.person_id)
         .bind(&entry.claimed_status)
         .bind(&entry.sent_at)
+        .bind(&entry.trace_context)
         .bind(entry.via_application)
         .bind(now)
         .bind(now)
