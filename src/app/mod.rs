@@ -238,6 +238,36 @@ pub async fn oauth_status(
     Ok(pair.map(|p| p.refresh_expires_at))
 }
 
+/// What an operator asks about the store: the inbox's backlog, and the unfinished applications that
+/// waited longest.
+pub struct Report {
+    pub inbox_waiting: u64,
+    pub inbox_oldest: Option<std::time::SystemTime>,
+    pub waiting: Vec<crate::domain::Application>,
+}
+
+pub async fn report(config: &Config, limit: usize) -> Result<Report, StartError> {
+    let opened = open_store(config, config.store.migrate_at_start).await?;
+    let (inbox_waiting, inbox_oldest) = opened
+        .store
+        .inbox_backlog()
+        .await
+        .map_err(StartError::Store)?;
+    let waiting = opened
+        .store
+        .waiting_longest(limit)
+        .await
+        .map_err(StartError::Store)?
+        .into_iter()
+        .map(|event| event.application)
+        .collect();
+    Ok(Report {
+        inbox_waiting,
+        inbox_oldest,
+        waiting,
+    })
+}
+
 fn settings(config: &Config) -> service::Settings {
     service::Settings {
         providers: config.connectpay.providers.clone(),

@@ -3,6 +3,7 @@
 
 mod client;
 mod oauth;
+mod report;
 mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -51,6 +52,13 @@ pub enum Command {
         #[command(subcommand)]
         command: oauth::OauthCommand,
     },
+    /// How many ConnectPay notifications wait for confirmation, and since when.
+    Inbox,
+    /// The unfinished applications that have waited longest for news.
+    Waiting {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Apply the store's migrations and exit (for deployments that run them as a separate step).
     Migrate,
     /// Validate the configuration and report every problem.
@@ -69,6 +77,8 @@ impl Cli {
             Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
             Command::Oauth { command } => oauth::run(self.config.as_deref(), command),
             Command::Migrate => serve::migrate(self.config.as_deref()),
+            Command::Inbox => report::inbox(self.config.as_deref()),
+            Command::Waiting { limit } => report::waiting(self.config.as_deref(), limit),
         }
     }
 }

@@ -173,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sequences at or below this were deleted by retention: resume tokens that old have expired.
     async fn log_horizon(&self) -> Result<u64, StoreError>;
 
+    /// Non-terminal applications, the longest unchanged first: what operators look at when news stops.
+    async fn waiting_longest(&self, limit: usize) -> Result<Vec<Event>, StoreError>;
+
     /// Versions recorded by other processes sharing the store, as they commit, until `stop`; `None` when
     /// the store is not shared. Best effort: a periodic read of the log covers anything missed.
     async fn listen(

@@ -14,6 +14,8 @@ use super::{CLIENT_ID, CLIENT_SECRET, STORE_KEY, TestSandbox};
 
 pub struct GatewayProcess {
     child: Option<Child>,
+    /// Environment variables passed as they are (OTEL_*, say).
+    pub raw_env: Vec<(String, String)>,
     store_url: Option<String>,
     pub grpc: SocketAddr,
     pub webhook: SocketAddr,
@@ -83,6 +85,7 @@ impl GatewayProcess {
         store_url: Option<&str>,
     ) -> GatewayProcess {
         let gateway = GatewayProcess {
+            raw_env: Vec::new(),
             store_url: store_url.map(str::to_owned),
             child: None,
             grpc: free_port(),
@@ -122,6 +125,7 @@ impl GatewayProcess {
                 env.iter()
                     .map(|(k, v)| (format!("ONBOARDING_GATEWAY_{k}"), *v)),
             )
+            .envs(self.raw_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log_path).unwrap())
             .kill_on_drop(true)

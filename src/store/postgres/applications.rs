@@ -25,6 +25,9 @@ macro_rules! select_applications {
 
 pub(super) const BY_ID: &str = select_applications!("WHERE id = $1");
 const BY_ID_FOR_UPDATE: &str = select_applications!("WHERE id = $1 FOR UPDATE");
+/// Terminal applications are never polled again, so a poll time means "not finished".
+pub(super) const WAITING_LONGEST: &str =
+    select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT $1");
 pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
     "WHERE external_reference = $1 ORDER BY created_at DESC, created_order DESC LIMIT 1"
 );
@@ -218,6 +221,17 @@ impl PostgresStore {
             },
             changed: true,
         }))
+    }
+
+    pub(super) async fn waiting_longest_impl(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(WAITING_LONGEST)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event).collect()
     }
 
     /// The first application `query` (one of the constants above) finds for `bind`.

@@ -24,6 +24,9 @@ macro_rules! select_applications {
 }
 
 pub(super) const BY_ID: &str = select_applications!("WHERE id = ?");
+/// Terminal applications are never polled again, so a poll time means "not finished".
+pub(super) const WAITING_LONGEST: &str =
+    select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT ?");
 pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
     "WHERE external_reference = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
 );
@@ -198,6 +201,17 @@ impl SqliteStore {
             },
             changed: true,
         }))
+    }
+
+    pub(super) async fn waiting_longest_impl(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(WAITING_LONGEST)
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(event).collect()
     }
 
     /// The first application `query` (one of the constants above) finds for `bind`.

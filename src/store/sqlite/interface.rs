@@ -70,6 +70,10 @@ impl Store for SqliteStore {
         self.last_seq_impl().await
     }
 
+    async fn waiting_longest(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.waiting_longest_impl(limit).await
+    }
+
     async fn log_horizon(&self) -> Result<u64, StoreError> {
         self.log_horizon_impl().await
     }
