@@ -262,6 +262,23 @@ async fn every_call_leaves_an_audit_record_without_any_value_the_caller_sent() {
         ]
     );
     assert_eq!(audit[2]["reason"], "APPLICATION_NOT_FOUND");
+    // Each ConnectPay answer is logged with ConnectPay's request id, inside the call's spans.
+    let answered: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|r| r["message"] == "ConnectPay answered" && r["endpoint"] == "submit_idv")
+        .collect();
+    assert_eq!(answered.len(), 1, "{logs}");
+    assert!(
+        answered[0]["upstream_request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    let spans = answered[0]["spans"].as_array().expect("the span list");
+    assert!(
+        spans.iter().any(|s| s["rpc.method"] == "SubmitIdvSession"),
+        "{spans:?}"
+    );
     assert!(
         !logs.contains("session-secret-audit-7"),
         "the IDV session id never reaches a log"

@@ -280,7 +280,7 @@ impl Transport {
         let body = response.bytes().instrument(span.clone()).await;
         span.record("http.response.status_code", status.as_u16());
         observe(metrics::http_status_name(status.as_u16()));
-        tracing::debug!(
+        tracing::info!(
             endpoint = call.endpoint.as_str(),
             attempt,
             status = status.as_u16(),

@@ -98,7 +98,7 @@ pub fn init(config: &LogConfig) -> Telemetry {
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_writer(std::io::stderr)
             .boxed()
     } else {
