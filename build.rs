@@ -5,6 +5,16 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message as _;
 
+/// Messages that carry personal data or an IDV session: their `Debug` is written by hand (in
+/// `src/grpc/mod.rs`) and prints no values, so no `{:?}` anywhere can leak them.
+const REDACTED: &[&str] = &[
+    ".connectpay.onboarding.v1.PersonalKyc",
+    ".connectpay.onboarding.v1.Pep",
+    ".connectpay.onboarding.v1.Address",
+    ".connectpay.onboarding.v1.SubmitIdvSessionRequest",
+    ".connectpay.onboarding.v1.InitiateOnboardingRequest",
+];
+
 const PROTOS: &[&str] = &[
     "connectpay/onboarding/v1/application.proto",
     "connectpay/onboarding/v1/kyc.proto",
@@ -22,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .skip_debug(REDACTED)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -175,6 +175,7 @@ async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() 
                     let id = ApplicationId::parse(&format!("app-{w}-{a}")).unwrap();
                     let app = Application::created(
                         id.clone(),
+                        "anonymous".into(),
                         format!("ref-{w}"),
                         seen(Status::IdvTokenGenerated),
                         onboarding_gateway::domain::now(),
@@ -634,6 +635,7 @@ async fn migrations_run_as_their_own_step_when_replicas_do_not_run_them() {
                     .map(|(k, v)| (format!("ONBOARDING_GATEWAY_{k}"), *v)),
             )
             .env("ONBOARDING_GATEWAY_STORE__KEY", STORE_KEY)
+            .env("ONBOARDING_GATEWAY_AUTH__ALLOW_UNAUTHENTICATED", "true")
             .env(
                 "ONBOARDING_GATEWAY_CONNECTPAY__BASE_URL",
                 sandbox.base_url(),

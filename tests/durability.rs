@@ -33,19 +33,6 @@ async fn inbox_rows(gateway: &GatewayProcess) -> i64 {
 }
 
 /// Every byte the store wrote: the database and its write-ahead log.
-fn database_bytes(gateway: &GatewayProcess) -> Vec<u8> {
-    let db = gateway.database();
-    let mut bytes = std::fs::read(&db).unwrap();
-    bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test]
 async fn a_notification_acknowledged_before_a_crash_reaches_the_watcher_exactly_once_after_restart()
 {
@@ -76,7 +63,7 @@ async fn a_notification_acknowledged_before_a_crash_reaches_the_watcher_exactly_
     }
     assert_eq!(inbox_rows(&gateway).await, 1, "recorded, not yet processed");
     assert!(
-        !contains(&database_bytes(&gateway), session),
+        !common::contains_bytes(&common::database_bytes(&gateway.database()), session),
         "the IDV session id is never stored in clear"
     );
 
@@ -144,7 +131,7 @@ async fn flow(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut kyc = valid_kyc();
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         kyc.address.as_mut().unwrap().city = "Decline".into();
     }
     let request_id = uuid::Uuid::new_v4().to_string();

@@ -5,6 +5,8 @@
 -- The current version of each application the gateway created.
 CREATE TABLE applications (
     id                  TEXT PRIMARY KEY,
+    -- The caller that created the application (its authenticated identity): only it may see it.
+    owner               TEXT NOT NULL,
     external_reference  TEXT NOT NULL,
     person_id           TEXT,
     status              TEXT NOT NULL,
@@ -24,7 +26,7 @@ CREATE TABLE applications (
     -- Breaks ties between applications created in the same microsecond.
     created_order       BIGSERIAL NOT NULL
 );
-CREATE INDEX applications_by_reference ON applications (external_reference, created_at);
+CREATE INDEX applications_by_reference ON applications (owner, external_reference, created_at);
 CREATE INDEX applications_by_person ON applications (person_id, created_at) WHERE person_id IS NOT NULL;
 CREATE INDEX applications_by_session ON applications (session_hash) WHERE session_hash IS NOT NULL;
 CREATE INDEX applications_due ON applications (next_poll_at) WHERE next_poll_at IS NOT NULL;
@@ -44,6 +46,8 @@ CREATE TABLE events (
     seq                 BIGINT PRIMARY KEY,
     application_id      TEXT NOT NULL,
     version             BIGINT NOT NULL,
+    -- The caller that created the application (its authenticated identity): only it may see it.
+    owner               TEXT NOT NULL,
     external_reference  TEXT NOT NULL,
     person_id           TEXT,
     status              TEXT NOT NULL,

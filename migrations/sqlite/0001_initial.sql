@@ -5,6 +5,8 @@
 -- The current version of each application the gateway created.
 CREATE TABLE applications (
     id                  TEXT PRIMARY KEY NOT NULL,
+    -- The caller that created the application (its authenticated identity): only it may see it.
+    owner               TEXT NOT NULL,
     external_reference  TEXT NOT NULL,
     person_id           TEXT,
     status              TEXT NOT NULL,
@@ -22,7 +24,7 @@ CREATE TABLE applications (
     next_poll_at        INTEGER,
     unchanged_polls     INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX applications_by_reference ON applications (external_reference, created_at);
+CREATE INDEX applications_by_reference ON applications (owner, external_reference, created_at);
 CREATE INDEX applications_by_person ON applications (person_id, created_at) WHERE person_id IS NOT NULL;
 CREATE UNIQUE INDEX applications_by_session ON applications (session_hash) WHERE session_hash IS NOT NULL;
 CREATE INDEX applications_due ON applications (next_poll_at) WHERE next_poll_at IS NOT NULL;
@@ -33,6 +35,8 @@ CREATE TABLE events (
     seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
     application_id      TEXT NOT NULL,
     version             INTEGER NOT NULL,
+    -- The caller that created the application (its authenticated identity): only it may see it.
+    owner               TEXT NOT NULL,
     external_reference  TEXT NOT NULL,
     person_id           TEXT,
     status              TEXT NOT NULL,

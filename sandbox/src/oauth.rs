@@ -46,6 +46,9 @@ pub(crate) struct TokenStore {
     access: HashMap<String, Instant>,
     /// The current refresh token of each chain → expiry; a spent one is removed at once.
     refresh: HashMap<String, Instant>,
+    /// Every token issued, newest last (the last `PRUNE_ABOVE`): for tests that search a client's
+    /// logs and storage for them. Never served over HTTP.
+    issued: std::collections::VecDeque<String>,
 }
 
 impl TokenStore {
@@ -76,6 +79,10 @@ impl TokenStore {
         self.access.get(token).is_some_and(|expiry| *expiry > now)
     }
 
+    pub(crate) fn issued(&self) -> Vec<String> {
+        self.issued.iter().cloned().collect()
+    }
+
     pub(crate) fn expire_access(&mut self) {
         self.access.clear();
     }
@@ -89,6 +96,11 @@ impl TokenStore {
         }
         let access_token = Uuid::new_v4().to_string();
         let refresh_token = Uuid::new_v4().to_string();
+        while self.issued.len() + 2 > PRUNE_ABOVE {
+            self.issued.pop_front();
+        }
+        self.issued.push_back(access_token.clone());
+        self.issued.push_back(refresh_token.clone());
         self.access.insert(
             access_token.clone(),
             now + Duration::from_secs(lifetimes.access_secs),

@@ -170,10 +170,10 @@ impl RequestLog {
 
     pub(crate) fn abandon(&self, id: u64) {
         let mut log = lock(&self.entries);
-        if let Some((_, entry)) = log.entries.iter_mut().rev().find(|(i, _)| *i == id) {
-            if entry.status.is_none() {
-                entry.abandoned = true;
-            }
+        if let Some((_, entry)) = log.entries.iter_mut().rev().find(|(i, _)| *i == id)
+            && entry.status.is_none()
+        {
+            entry.abandoned = true;
         }
     }
 

@@ -98,6 +98,12 @@ impl Sandbox {
         &self.shared.config
     }
 
+    /// Every access and refresh token issued so far (the newest 4096), for an in-process test that
+    /// checks a client never logs or stores one. Not available over HTTP.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        crate::shared::lock(&self.shared.world).tokens.issued()
+    }
+
     /// Stops accepting, gives requests in flight a moment (1 s) to finish, then stops
     /// everything, including scheduled steps and webhook retries.
     pub async fn shutdown(mut self) {

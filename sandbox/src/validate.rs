@@ -95,13 +95,12 @@ pub(crate) fn kyc_v2(body: &Value) -> Vec<FieldError> {
         Presence::Required,
         0,
         usize::MAX,
-    ) {
-        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            check.fail(
-                "person.address.countryCode",
-                "must be two letters A-Z (ISO 3166-1 alpha-2)",
-            );
-        }
+    ) && (code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        check.fail(
+            "person.address.countryCode",
+            "must be two letters A-Z (ISO 3166-1 alpha-2)",
+        );
     }
     check.text("person.address.addressLine1", Presence::Required, 3, 100);
     check.text("person.address.addressLine2", Presence::Optional, 3, 100);

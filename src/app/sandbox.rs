@@ -37,6 +37,7 @@ pub async fn start_with_sandbox(
     }
     config.webhook.listen = loopback(config.webhook.listen);
     config.admin.listen = loopback(config.admin.listen);
+    config.health.listen = config.health.listen.map(loopback);
     let listeners = Listeners::bind(&config).await?;
 
     // Fresh credentials per run: nothing about them is secret, but nothing should depend on them either.

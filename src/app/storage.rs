@@ -28,7 +28,12 @@ fn store_key(config: &Config) -> Result<StoreKey, StartError> {
     })
 }
 
-pub(super) async fn open_store(config: &Config, migrate: bool) -> Result<Opened, StartError> {
+/// Opens the store; `serving` when this process is the gateway itself rather than an operator command.
+pub(super) async fn open_store(
+    config: &Config,
+    migrate: bool,
+    serving: bool,
+) -> Result<Opened, StartError> {
     let url = config
         .store
         .url
@@ -43,6 +48,7 @@ pub(super) async fn open_store(config: &Config, migrate: bool) -> Result<Opened,
                 busy_timeout: config.store.busy_timeout,
                 durability: config.store.durability,
                 read_connections: config.store.read_connections,
+                take_over: serving,
             };
             let store = Arc::new(
                 SqliteStore::open(url, key, &options)

@@ -19,15 +19,17 @@ use crate::{
     },
 };
 
+/// The client and its token manager; the client certificate is watched for changes until `stop`.
 pub(super) fn connectpay_client(
     config: &Config,
     pairs: Arc<dyn PairStore>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<(Arc<ConnectPayClient>, TokenManager), StartError> {
     let cp = &config.connectpay;
     let base_url = reqwest::Url::parse(&cp.base_url)
         .map_err(|_| ConfigError(vec!["connectpay.base_url: not a URL".into()]))?;
     let mut http = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls::client_config(&cp.tls)?)
+        .tls_backend_preconfigured(tls::client_config(&cp.tls, config.reload.interval, stop)?)
         .connect_timeout(cp.timeouts.connect)
         .user_agent(concat!("onboarding-gateway/", env!("CARGO_PKG_VERSION")))
         // Only the configured proxy, never one from the process environment by accident.

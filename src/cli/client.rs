@@ -7,7 +7,105 @@ use serde_json::{Value, json};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use std::path::PathBuf;
+
+use tonic::{
+    metadata::{AsciiMetadataValue, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+
 use crate::grpc::pb::{self, onboarding_client::OnboardingClient};
+
+/// How to reach a gateway that authenticates its callers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// PEM CA certificate(s) the gateway's certificate must chain to (for an https:// address).
+    #[arg(long, global = true, env = "ONBOARDING_GATEWAY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The name the gateway's certificate must carry, when it is not the address's host.
+    #[arg(long, global = true)]
+    pub tls_domain: Option<String>,
+    /// PEM client certificate chain to present (mutual TLS), with --key-file.
+    #[arg(long, global = true, env = "ONBOARDING_GATEWAY_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "ONBOARDING_GATEWAY_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// A file holding a bearer token (JWT) to send; a file, so the token never shows in a process list.
+    #[arg(long, global = true, env = "ONBOARDING_GATEWAY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Adds the bearer token, when there is one, to every call.
+#[derive(Clone)]
+struct Bearer(Option<AsciiMetadataValue>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = OnboardingClient<InterceptedService<Channel, Bearer>>;
+
+fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, Status> {
+    std::fs::read(path).map_err(|e| {
+        Status::invalid_argument(format!("{what}: cannot read {}: {e}", path.display()))
+    })
+}
+
+async fn connect(addr: String, connection: &Connection) -> Result<Client, Status> {
+    let mut endpoint = Endpoint::from_shared(addr)
+        .map_err(|e| Status::invalid_argument(format!("--addr: {e}")))?;
+    if endpoint.uri().scheme_str() == Some("https") {
+        let ca = connection
+            .ca_file
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("an https:// address needs --ca-file"))?;
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "--ca-file")?));
+        if let Some(domain) = &connection.tls_domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        match (&connection.cert_file, &connection.key_file) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(cert, "--cert-file")?,
+                    read(key, "--key-file")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Status::invalid_argument(
+                    "--cert-file and --key-file go together",
+                ));
+            }
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Status::invalid_argument(format!("TLS: {e}")))?;
+    }
+    let bearer = match &connection.token_file {
+        Some(file) => {
+            let token = String::from_utf8(read(file, "--token-file")?)
+                .map_err(|_| Status::invalid_argument("--token-file: not text"))?;
+            let value = MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                .map_err(|_| Status::invalid_argument("--token-file: not a token"))?;
+            Some(value)
+        }
+        None => None,
+    };
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+    Ok(OnboardingClient::with_interceptor(channel, Bearer(bearer)))
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -106,18 +204,12 @@ fn parse_field(raw: &str) -> Result<(String, Value), String> {
     Ok((name.to_owned(), value))
 }
 
-pub fn run(addr: &str, command: ClientCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+pub fn run(addr: &str, connection: &Connection, command: ClientCommand) -> ExitCode {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match runtime.block_on(call(addr.to_owned(), command)) {
+    match runtime.block_on(call(addr.to_owned(), connection, command)) {
         Ok(application) => {
             println!(
                 "{}",
@@ -136,10 +228,12 @@ pub fn run(addr: &str, command: ClientCommand) -> ExitCode {
     }
 }
 
-async fn call(addr: String, command: ClientCommand) -> Result<Option<pb::Application>, Status> {
-    let mut client = OnboardingClient::connect(addr)
-        .await
-        .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+async fn call(
+    addr: String,
+    connection: &Connection,
+    command: ClientCommand,
+) -> Result<Option<pb::Application>, Status> {
+    let mut client = connect(addr, connection).await?;
     let application = match command {
         ClientCommand::Submit {
             external_reference,
@@ -268,7 +362,7 @@ async fn call(addr: String, command: ClientCommand) -> Result<Option<pb::Applica
 
 /// Prints each message as one line of JSON; stops at the stream's end or at the wanted status.
 async fn watch(
-    client: &mut OnboardingClient<tonic::transport::Channel>,
+    client: &mut Client,
     target: Target,
     resume_token: String,
     until: Option<String>,

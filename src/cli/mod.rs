@@ -2,6 +2,7 @@
 //! validates a configuration without starting anything.
 
 mod client;
+mod erase;
 mod oauth;
 mod report;
 mod serve;
@@ -43,6 +44,8 @@ pub enum Command {
             env = "ONBOARDING_GATEWAY_ADDR"
         )]
         addr: String,
+        #[command(flatten)]
+        connection: client::Connection,
         // Boxed: the KYC flags make this variant much larger than the others.
         #[command(subcommand)]
         command: Box<ClientCommand>,
@@ -59,6 +62,12 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Erase one application and everything held about it (events, waiting notifications, idempotency
+    /// records), e.g. on a client's request for erasure. ConnectPay's own records are not touched.
+    Erase {
+        #[arg(long)]
+        application_id: String,
+    },
     /// Apply the store's migrations and exit (for deployments that run them as a separate step).
     Migrate,
     /// Validate the configuration and report every problem.
@@ -69,14 +78,32 @@ pub enum Command {
     },
 }
 
+/// The runtime of a one-shot command (everything but `serve`): one thread is plenty.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Serve { sandbox } => serve::run(self.config.as_deref(), sandbox),
-            Command::Client { addr, command } => client::run(&addr, *command),
+            Command::Client {
+                addr,
+                connection,
+                command,
+            } => client::run(&addr, &connection, *command),
             Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
             Command::Oauth { command } => oauth::run(self.config.as_deref(), command),
             Command::Migrate => serve::migrate(self.config.as_deref()),
+            Command::Erase { application_id } => {
+                erase::run(self.config.as_deref(), &application_id)
+            }
             Command::Inbox => report::inbox(self.config.as_deref()),
             Command::Waiting { limit } => report::waiting(self.config.as_deref(), limit),
         }

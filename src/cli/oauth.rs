@@ -29,16 +29,6 @@ pub enum OauthCommand {
     Status,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        })
-}
-
 fn remaining(until: SystemTime) -> String {
     let left = until
         .duration_since(SystemTime::now())
@@ -55,7 +45,7 @@ pub fn run(file: Option<&Path>, command: OauthCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = match runtime() {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };

@@ -24,13 +24,7 @@ fn age(since: SystemTime) -> String {
 
 fn run(file: Option<&Path>, limit: usize) -> Result<app::Report, ExitCode> {
     let config = load(file, Mode::Production)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        })?;
+    let runtime = super::runtime()?;
     runtime.block_on(app::report(&config, limit)).map_err(|e| {
         eprintln!("{e}");
         ExitCode::FAILURE

@@ -18,7 +18,11 @@ use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod auth;
+pub mod reload;
 mod validate;
+
+pub use auth::{JWT_ALGORITHMS, RPCS};
 
 pub const DEFAULTS: &str = include_str!("defaults.toml");
 pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
@@ -27,6 +31,7 @@ pub const ENV_PREFIX: &str = "ONBOARDING_GATEWAY_";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub health: HealthConfig,
     pub shutdown: ShutdownConfig,
@@ -37,6 +42,7 @@ pub struct Config {
     pub watch: WatchConfig,
     pub connectpay: ConnectPayConfig,
     pub log: LogConfig,
+    pub reload: ReloadConfig,
     pub sandbox: SandboxConfig,
 }
 
@@ -57,6 +63,52 @@ pub struct GrpcConfig {
     pub max_in_flight: usize,
     pub rate_limit_per_caller: u32,
     pub rate_limit_burst: u32,
+    #[serde(default)]
+    pub tls: ServerTlsConfig,
+}
+
+/// The gRPC port's TLS: the gateway's certificate and, for callers authenticated by certificate, the CA
+/// that issues theirs. Reloaded when the files change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// How a caller proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// A client certificate issued by `grpc.tls.client_ca_file`; the identity is its first URI SAN (e.g.
+    /// a SPIFFE id), else its first DNS SAN.
+    Mtls,
+    /// `authorization: Bearer <JWT>`, verified against `auth.jwt`.
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub methods: Vec<AuthMethod>,
+    pub allow_unauthenticated: bool,
+    /// Caller identity → the RPCs (by name) it may call.
+    #[serde(default)]
+    pub permissions: std::collections::BTreeMap<String, Vec<String>>,
+    pub jwt: JwtConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    pub algorithms: Vec<String>,
+    pub identity_claim: String,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +120,9 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
+    /// A second, plaintext port serving only `grpc.health.v1`, for Kubernetes' gRPC probes (which
+    /// speak neither TLS nor tokens) when the API port requires them.
+    pub listen: Option<SocketAddr>,
     pub liveness_service: String,
     pub readiness_service: String,
 }
@@ -132,6 +187,8 @@ pub struct PollConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
+    #[serde(with = "humantime_serde")]
+    pub finished_applications: Duration,
     #[serde(with = "humantime_serde")]
     pub events: Duration,
     #[serde(with = "humantime_serde")]
@@ -250,6 +307,13 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
     pub listen: SocketAddr,
     #[serde(with = "humantime_serde")]
@@ -340,15 +404,19 @@ impl Config {
                 problems.push(problem);
             }
         }
+        // The tokens file is read again whenever it changes (`app` watches it), so its tokens are not
+        // copied into `webhook.tokens`, which stay the fixed, inline ones. Here it is only checked, so that a
+        // bad file stops the start and `config` names the problem.
         if let Some(file) = &self.webhook.tokens_file {
-            match std::fs::read_to_string(file) {
-                Ok(content) => self.webhook.tokens.extend(
-                    content
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(|l| SecretString::from(l.to_owned())),
-                ),
+            if !self.webhook.tokens.is_empty() {
+                problems.push("webhook.tokens and webhook.tokens_file: set only one".into());
+            }
+            match std::fs::read(file) {
+                Ok(content) => {
+                    if let Err(problem) = WebhookConfig::parse_tokens_file(&content) {
+                        problems.push(format!("webhook.tokens_file: {problem}"));
+                    }
+                }
                 Err(e) => problems.push(format!(
                     "webhook.tokens_file: cannot read {}: {e}",
                     file.display()
@@ -459,13 +527,52 @@ mod tests {
             "current-token-0123456789abcdefghijkl\n\nnext-token-0123456789abcdefghijklmno\n",
         )
         .unwrap();
-        let config = Config::load_with(
-            None,
-            &format!("[webhook]\ntokens_file = {:?}", file.to_str().unwrap()),
+        let from_file = format!("[webhook]\ntokens_file = {:?}", file.to_str().unwrap());
+        let config = Config::load_with(None, &from_file).unwrap();
+        // Read by the receiver (and again whenever it changes); the inline tokens stay the fixed ones.
+        assert!(config.webhook.tokens.is_empty());
+        config.validate(Mode::Sandbox).unwrap();
+        let tokens = std::fs::read(&file).unwrap();
+        let tokens = WebhookConfig::parse_tokens_file(&tokens).unwrap();
+        assert_eq!(
+            tokens.iter().map(|t| t.expose_secret()).collect::<Vec<_>>(),
+            [
+                "current-token-0123456789abcdefghijkl",
+                "next-token-0123456789abcdefghijklmno"
+            ]
+        );
+        let problems = config.validate(Mode::Production).unwrap_err().0;
+        assert!(
+            !problems.iter().any(|p| p.starts_with("webhook.tokens")),
+            "a tokens file is a token source: {problems:?}"
+        );
+
+        // A file breaking the rules stops the load, naming the key and the line, never a value.
+        std::fs::write(
+            &file,
+            "current-token-0123456789abcdefghijkl\nshort-s3cr3t\n\nnext-token-0123456789abcdefghijklmno\nthird-token-0123456789abcdefghijklmn\n",
         )
         .unwrap();
-        assert_eq!(config.webhook.tokens.len(), 2);
-        config.validate(Mode::Sandbox).unwrap();
+        let e = Config::load_with(None, &from_file).unwrap_err().to_string();
+        assert!(e.contains("webhook.tokens_file: "), "{e}");
+        assert!(e.contains("at most two"), "{e}");
+        assert!(e.contains("line 2: must be 16-256 characters"), "{e}");
+        assert!(!e.contains("s3cr3t") && !e.contains("token-0123"), "{e}");
+        for content in [
+            &b""[..],
+            b"\n  \n",
+            b"\xffcurrent-token-0123456789abcdefghijk",
+        ] {
+            std::fs::write(&file, content).unwrap();
+            let e = Config::load_with(None, &from_file).unwrap_err().to_string();
+            assert!(e.contains("webhook.tokens_file: "), "{e}");
+        }
+        std::fs::write(&file, "current-token-0123456789abcdefghijkl\n").unwrap();
+        let both = Config::load_with(
+            None,
+            &format!("{from_file}\ntokens = [\"next-token-0123456789abcdefghijklmno\"]"),
+        );
+        assert!(both.unwrap_err().to_string().contains("set only one"));
 
         let config = Config::load_with(
             None,

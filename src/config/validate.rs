@@ -1,6 +1,8 @@
 //! `Config::validate`: every problem found, each naming its key, never its value.
 
-use super::{Config, ConfigError, Mode};
+use secrecy::SecretString;
+
+use super::{Config, ConfigError, Mode, WebhookConfig};
 
 impl Config {
     /// Checks everything `mode` needs; every problem names its key.
@@ -37,10 +39,10 @@ impl Config {
             ("connectpay.base_url", &cp.base_url),
             ("connectpay.notification_url", &cp.notification_url),
         ] {
-            if !url.is_empty() {
-                if let Some(problem) = url_problem(url, cp.allow_insecure_http) {
-                    problems.push(format!("{key}: {problem}"));
-                }
+            if !url.is_empty()
+                && let Some(problem) = url_problem(url, cp.allow_insecure_http)
+            {
+                problems.push(format!("{key}: {problem}"));
             }
         }
         if cp.tls.client_cert_file.is_some() != cp.tls.client_key_file.is_some() {
@@ -52,10 +54,10 @@ impl Config {
             ("connectpay.tls.client_key_file", &cp.tls.client_key_file),
             ("connectpay.tls.ca_bundle_file", &cp.tls.ca_bundle_file),
         ] {
-            if let Some(file) = file {
-                if !file.is_file() {
-                    problems.push(format!("{key}: no such file: {}", file.display()));
-                }
+            if let Some(file) = file
+                && !file.is_file()
+            {
+                problems.push(format!("{key}: no such file: {}", file.display()));
             }
         }
         if cp.providers.is_empty() || cp.providers.iter().any(|p| p.trim().is_empty()) {
@@ -83,10 +85,10 @@ impl Config {
             if !path.starts_with('/') {
                 problems.push(format!("{key}: must start with /"));
             }
-            if let Some(placeholder) = placeholder {
-                if !path.contains(placeholder) {
-                    problems.push(format!("{key}: must contain {placeholder}"));
-                }
+            if let Some(placeholder) = placeholder
+                && !path.contains(placeholder)
+            {
+                problems.push(format!("{key}: must contain {placeholder}"));
             }
         }
         for (key, value) in [
@@ -106,6 +108,7 @@ impl Config {
         }
         self.validate_webhook(mode, &mut problems);
         self.validate_serving(&mut problems);
+        self.validate_auth(mode, &mut problems);
         self.validate_store(mode, &mut problems);
         for (key, value) in [
             ("watch.heartbeat_interval", self.watch.heartbeat_interval),
@@ -173,10 +176,10 @@ impl Config {
             problems
                 .push("shutdown.drain_delay: must be shorter than shutdown.grace_period".into());
         }
-        if let Some(proxy) = &self.connectpay.proxy_url {
-            if reqwest::Proxy::all(secrecy::ExposeSecret::expose_secret(proxy)).is_err() {
-                problems.push("connectpay.proxy_url: not a proxy URL".into());
-            }
+        if let Some(proxy) = &self.connectpay.proxy_url
+            && reqwest::Proxy::all(secrecy::ExposeSecret::expose_secret(proxy)).is_err()
+        {
+            problems.push("connectpay.proxy_url: not a proxy URL".into());
         }
         if self.connectpay.retry.budget_percent > 1000 {
             problems.push("connectpay.retry.budget_percent: at most 1000".into());
@@ -204,10 +207,10 @@ impl Config {
                     .push("store.url: must start with sqlite:, postgres: or postgresql:".into());
             }
         }
-        if let Some(key) = &store.key {
-            if let Err(e) = crate::store::StoreKey::from_secret(key) {
-                problems.push(format!("store.key: {e}"));
-            }
+        if let Some(key) = &store.key
+            && let Err(e) = crate::store::StoreKey::from_secret(key)
+        {
+            problems.push(format!("store.key: {e}"));
         }
         let poll = &self.poll;
         for (key, value) in [
@@ -234,19 +237,19 @@ impl Config {
 
     fn validate_webhook(&self, mode: Mode, problems: &mut Vec<String>) {
         let wh = &self.webhook;
-        if mode == Mode::Production && wh.tokens.is_empty() {
+        // The tokens file's own content is checked when it is read (at load, and at every reload).
+        if mode == Mode::Production && wh.tokens.is_empty() && wh.tokens_file.is_none() {
             problems.push("webhook.tokens (or tokens_file): at least one token is required".into());
         }
-        if wh.tokens.len() > 2 {
-            problems.push(
-                "webhook.tokens: at most two (the current one and the next, while rotating)".into(),
-            );
-        }
-        for (i, token) in wh.tokens.iter().enumerate() {
-            if let Some(problem) = token_problem(secrecy::ExposeSecret::expose_secret(token)) {
-                problems.push(format!("webhook.tokens[{i}]: {problem}"));
-            }
-        }
+        let inline: Vec<&str> = wh
+            .tokens
+            .iter()
+            .map(secrecy::ExposeSecret::expose_secret)
+            .collect();
+        check_token_set(&inline, |at, problem| match at {
+            None => problems.push(format!("webhook.tokens: {problem}")),
+            Some(i) => problems.push(format!("webhook.tokens[{i}]: {problem}")),
+        });
         if http::HeaderName::from_bytes(wh.token_header.as_bytes()).is_err() {
             problems.push("webhook.token_header: not a valid header name".into());
         }
@@ -266,6 +269,55 @@ impl Config {
             if value.is_zero() {
                 problems.push(format!("{key}: must be more than zero"));
             }
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The accepted tokens in a tokens file's `content`: one per line, surrounding whitespace and blank
+    /// lines ignored, under the rules of inline tokens, and at least one. Used when the file is read at
+    /// load and at every reload (a file that breaks a rule is not taken). The error says what is wrong and
+    /// on which line, never a token.
+    pub fn parse_tokens_file(content: &[u8]) -> Result<Vec<SecretString>, String> {
+        let text = std::str::from_utf8(content).map_err(|_| "not UTF-8 text".to_owned())?;
+        let (lines, tokens): (Vec<usize>, Vec<&str>) = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| (i + 1, line.trim()))
+            .filter(|(_, token)| !token.is_empty())
+            .unzip();
+        let mut problems = Vec::new();
+        if tokens.is_empty() {
+            problems.push("no token in it (one per line)".to_owned());
+        }
+        check_token_set(&tokens, |at, problem| match at {
+            None => problems.push(problem.to_owned()),
+            Some(i) => problems.push(format!("line {}: {problem}", lines[i])),
+        });
+        if problems.is_empty() {
+            Ok(tokens
+                .into_iter()
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// The rules for a set of accepted webhook tokens, wherever it comes from (`webhook.tokens`, or the tokens
+/// file at load and at each reload): `report(None, problem)` for the set, `report(Some(i), problem)` for
+/// its `i`-th token. Problems are fixed texts: never a value.
+fn check_token_set(tokens: &[&str], mut report: impl FnMut(Option<usize>, &'static str)) {
+    if tokens.len() > 2 {
+        report(
+            None,
+            "at most two (the current one and the next, while rotating)",
+        );
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        if let Some(problem) = token_problem(token) {
+            report(Some(i), problem);
         }
     }
 }

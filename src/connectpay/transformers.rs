@@ -101,8 +101,13 @@ pub fn kyc_body(person_id: &str, kyc: &PersonalKyc) -> Result<Value, Error> {
 
 /// Translates a field path in ConnectPay's error (`person.address.addressLine1`) into the caller's request
 /// (`kyc.address.address_line1`), so the caller can find the field it sent.
-/// A path that names nothing the caller sent becomes `fallback`.
+/// A path that names nothing the caller sent becomes `fallback`, and so does anything that is not a path
+/// at all: names joined by `.` and `[index]` are, but text such as `person.address.city=Vilnius` would put
+/// the rejected value into the caller's field violation.
 pub fn request_field_path(wire_path: &str, fallback: &str) -> String {
+    if !is_wire_path(wire_path) {
+        return fallback.into();
+    }
     let Some(rest) = wire_path
         .strip_prefix("person.")
         .or_else(|| wire_path.strip_prefix("person["))
@@ -124,6 +129,17 @@ pub fn request_field_path(wire_path: &str, fallback: &str) -> String {
     } else {
         format!("kyc.additional_fields.{rest}")
     }
+}
+
+/// Far longer than any path ConnectPay has.
+const MAX_WIRE_PATH: usize = 200;
+
+fn is_wire_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= MAX_WIRE_PATH
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '[' | ']'))
 }
 
 fn snake_case_path(path: &str) -> String {

@@ -45,6 +45,8 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Application {
     pub id: ApplicationId,
+    /// The caller that created it (its authenticated identity): the only one that may see it.
+    pub owner: String,
     pub external_reference: String,
     pub person_id: Option<String>,
     pub status: Status,
@@ -62,6 +64,7 @@ impl Application {
     /// The first version of an application, from the answer to its IDV submission.
     pub fn created(
         id: ApplicationId,
+        owner: String,
         external_reference: String,
         first: Observation,
         now: SystemTime,
@@ -73,6 +76,7 @@ impl Application {
         };
         Application {
             id,
+            owner,
             external_reference,
             person_id: first.person_id,
             status: first.status,
@@ -166,6 +170,7 @@ mod tests {
     fn fresh() -> Application {
         Application::created(
             ApplicationId::parse("app-1").unwrap(),
+            "payments".into(),
             "client-42".into(),
             seen(Status::IdvTokenGenerated, "IDV_TOKEN_GENERATED"),
             SystemTime::UNIX_EPOCH,

@@ -20,6 +20,10 @@ pub enum ErrorKind {
     Cancelled,
     Aborted,
     Internal,
+    /// The caller did not prove who it is.
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    PermissionDenied,
 }
 
 macro_rules! reasons {
@@ -67,6 +71,11 @@ reasons! {
     IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED", "the request_id was already used for a different request";
     RequestInProgress => "REQUEST_IN_PROGRESS", "a request with this request_id is still running; retry shortly";
     Internal => "INTERNAL", "internal error";
+    CredentialsMissing => "CREDENTIALS_MISSING", "the call carries no credentials: present a client certificate or a bearer token";
+    CredentialsInvalid => "CREDENTIALS_INVALID", "the caller's credentials were refused";
+    CredentialsExpired => "CREDENTIALS_EXPIRED", "the bearer token has expired or is not valid yet";
+    CredentialsWrongAudience => "CREDENTIALS_WRONG_AUDIENCE", "the bearer token was not issued for this gateway (issuer or audience)";
+    PermissionDenied => "PERMISSION_DENIED", "this caller is not permitted to call this RPC";
 }
 
 impl fmt::Display for Reason {

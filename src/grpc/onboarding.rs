@@ -35,7 +35,7 @@ fn call<T>(request: &Request<T>) -> Call {
         caller: request
             .extensions()
             .get::<Caller>()
-            .map_or_else(|| "anonymous".to_owned(), |c| c.0.clone()),
+            .map_or_else(|| super::auth::ANONYMOUS.to_owned(), |c| c.0.clone()),
         deadline: convert::deadline(request.metadata()),
     }
 }
@@ -183,7 +183,7 @@ impl pb::onboarding_server::Onboarding for OnboardingApi {
                 "" => None,
                 token => Some(ResumeToken::decode(token)?),
             };
-            self.service.watch(key, resume).await
+            self.service.watch(&call.caller, key, resume).await
         }
         .await;
         // The audit records the opening; how a stream ends is in the server span and metrics.

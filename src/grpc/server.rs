@@ -11,11 +11,12 @@ use tonic_health::ServingStatus;
 
 use super::{
     admission::AdmissionLayer,
+    auth::{AuthLayer, Authenticator},
     observe::ObserveLayer,
     onboarding::OnboardingApi,
     pb::{self, onboarding_server::OnboardingServer},
 };
-use crate::{config::GrpcConfig, service::Onboarding};
+use crate::{config::GrpcConfig, config::reload::Reloading, service::Onboarding};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,11 +36,21 @@ pub struct Lifecycle {
     pub readiness_service: String,
 }
 
+/// Who may call, and over what.
+pub struct Security {
+    pub authenticator: Arc<Authenticator>,
+    /// TLS on the API port (the configuration reloads when its files change); `None`: plaintext.
+    pub tls: Option<Arc<Reloading<Arc<rustls::ServerConfig>>>>,
+}
+
 /// Serves until `lifecycle.stopping`, then lets in-flight calls finish (watch streams end by themselves).
+/// `health_listener`, when given, serves health alone, in plaintext, for probes.
 pub async fn serve(
     listener: TcpListener,
+    health_listener: Option<TcpListener>,
     config: &GrpcConfig,
     service: Arc<Onboarding>,
+    security: Security,
     lifecycle: Lifecycle,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -69,7 +80,22 @@ pub async fn serve(
     let api = OnboardingServer::new(OnboardingApi::new(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    Server::builder()
+    if let Some(health_listener) = health_listener {
+        let (health_only, stopping) = (health_service.clone(), lifecycle.stopping.clone());
+        tokio::spawn(async move {
+            let served = Server::builder()
+                .add_service(health_only)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(health_listener),
+                    stopping.cancelled_owned(),
+                )
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "health port failed");
+            }
+        });
+    }
+    let router = Server::builder()
         // Bounds what one connection can hold open; watches are streams, so this is their limit too.
         .max_concurrent_streams(config.max_concurrent_streams)
         // Pings find dead peers and keep idle watch streams alive through proxies.
@@ -80,6 +106,8 @@ pub async fn serve(
         .max_connection_age_grace(config.max_connection_age_grace)
         // Outermost: every call gets its span and its metrics, refused ones included.
         .layer(ObserveLayer)
+        // Who calls, and may they: before admission, whose rate limits are per caller.
+        .layer(AuthLayer::new(security.authenticator))
         // Before any service: a call refused for load or rate costs nothing further.
         .layer(AdmissionLayer::new(
             config.max_in_flight,
@@ -89,11 +117,23 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(api)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            lifecycle.stopping.cancelled_owned(),
-        )
-        .await?;
+        .add_service(api);
+    let stopping = lifecycle.stopping;
+    match security.tls {
+        Some(tls) => {
+            let incoming = super::tls::incoming(listener, tls, stopping.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, stopping.cancelled_owned())
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stopping.cancelled_owned(),
+                )
+                .await?
+        }
+    }
     Ok(())
 }

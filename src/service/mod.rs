@@ -51,7 +51,7 @@ pub enum ApplicationKey {
 /// Who is calling, and until when they wait.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// The caller's identity: scopes idempotency keys (and, later, what it may see).
+    /// The caller's identity: scopes idempotency keys and external references, and owns what it creates.
     pub caller: String,
     pub deadline: Deadline,
 }
@@ -80,6 +80,8 @@ pub struct Settings {
     pub poll: PollSchedule,
     /// Polls per second at most, so a backlog never floods ConnectPay.
     pub poll_rate: f64,
+    /// How long finished applications are kept (zero: forever).
+    pub finished_retention: Duration,
     /// How long events are kept for resuming watches.
     pub event_retention: Duration,
     /// How long idempotency keys are remembered.
@@ -143,20 +145,33 @@ impl Onboarding {
         &self.watchers
     }
 
-    async fn known_event(&self, key: &ApplicationKey) -> Result<Event, Error> {
+    /// The application `key` names, if `caller` created it: another caller's application is as unknown
+    /// to it as one that does not exist (no existence leak).
+    async fn known_event(&self, caller: &str, key: &ApplicationKey) -> Result<Event, Error> {
         let found = match key {
             ApplicationKey::Id(id) => self.store.current(id).await,
             ApplicationKey::ExternalReference(reference) => {
-                self.store.latest_for_reference(reference).await
+                self.store.latest_for_reference(caller, reference).await
             }
         };
         found
             .map_err(|e| store_failed(e, CallKind::Read))?
+            .filter(|event| event.application.owner == caller)
             .ok_or_else(Error::application_not_found)
     }
 
-    async fn known(&self, key: &ApplicationKey) -> Result<Application, Error> {
-        Ok(self.known_event(key).await?.application)
+    async fn known(&self, caller: &str, key: &ApplicationKey) -> Result<Application, Error> {
+        Ok(self.known_event(caller, key).await?.application)
+    }
+
+    /// The application, whoever owns it: for the gateway's own work (notifications, polls).
+    async fn stored(&self, id: &ApplicationId) -> Result<Application, Error> {
+        self.store
+            .current(id)
+            .await
+            .map_err(|e| store_failed(e, CallKind::Read))?
+            .map(|event| event.application)
+            .ok_or_else(Error::application_not_found)
     }
 
     /// Reads the application from ConnectPay and records the answer. In the IDV stage, newer ConnectPay

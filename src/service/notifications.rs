@@ -15,7 +15,7 @@ use std::{
 use futures::StreamExt;
 use tracing::Instrument;
 
-use super::{ApplicationKey, Onboarding, Via, pause};
+use super::{Onboarding, Via, pause};
 use crate::{
     domain::{ApplicationId, Deadline, Observation},
     store::{InboxEntry, InboxRow, Source},
@@ -235,7 +235,7 @@ impl Onboarding {
             }
         }
         let result = async {
-            let known = self.known(&ApplicationKey::Id(id.clone())).await?;
+            let known = self.stored(&id).await?;
             let deadline = Deadline::after(self.settings.upstream_timeout);
             self.refresh(known, via, Source::Other, deadline).await
         }

@@ -35,7 +35,7 @@ impl Onboarding {
         );
         self.idempotently(request, || async {
             // Before (re)submitting, the session's application, if the gateway already has it.
-            if let Some(existing) = self.application_for_session(&submission).await? {
+            if let Some(existing) = self.application_for_session(call, &submission).await? {
                 return Ok(existing);
             }
             self.submit_upstream(call, &submission).await
@@ -45,6 +45,7 @@ impl Onboarding {
 
     async fn application_for_session(
         &self,
+        call: &Call,
         submission: &IdvSubmission,
     ) -> Result<Option<Application>, Error> {
         let found = self
@@ -55,13 +56,15 @@ impl Onboarding {
         match found {
             None => Ok(None),
             Some(event)
-                if event.application.external_reference == submission.external_reference =>
+                if event.application.owner == call.caller
+                    && event.application.external_reference == submission.external_reference =>
             {
                 Ok(Some(event.application))
             }
+            // The same words whoever submitted it first: nothing about another caller's clients leaks.
             Some(_) => Err(Error::invalid_field(
                 "session_id",
-                "was already submitted for another external reference",
+                "was already submitted for another client",
             )),
         }
     }
@@ -81,6 +84,7 @@ impl Onboarding {
             .expect("the client refuses a submit answer without an application id");
         let created = Application::created(
             id,
+            call.caller.clone(),
             submission.external_reference.clone(),
             reported.observation,
             crate::domain::now(),
@@ -106,7 +110,7 @@ impl Onboarding {
         call: &Call,
         key: ApplicationKey,
     ) -> Result<Application, Error> {
-        let known = self.known(&key).await?;
+        let known = self.known(&call.caller, &key).await?;
         self.refresh(known, Via::Application, Source::Other, call.deadline)
             .await
     }
@@ -123,7 +127,9 @@ impl Onboarding {
         let fingerprint = [id.as_str().as_bytes(), &kyc.canonical_bytes()].join(&0u8);
         let request = Idempotent::new(call, "InitiateOnboarding", request_id, fingerprint);
         let reconcile = || async {
-            let known = self.known(&ApplicationKey::Id(id.clone())).await?;
+            let known = self
+                .known(&call.caller, &ApplicationKey::Id(id.clone()))
+                .await?;
             let current = self
                 .refresh(known, Via::Application, Source::Other, call.deadline)
                 .await?;
@@ -141,7 +147,9 @@ impl Onboarding {
         id: &ApplicationId,
         kyc: &PersonalKyc,
     ) -> Result<Application, Error> {
-        let mut known = self.known(&ApplicationKey::Id(id.clone())).await?;
+        let mut known = self
+            .known(&call.caller, &ApplicationKey::Id(id.clone()))
+            .await?;
         // Statuses only move forward, so a status past IDV_APPROVED is final news: no need to ask.
         // An earlier one may be stale, and ConnectPay decides.
         if known.status.is_terminal() || !known.last_known_status.is_idv_stage() {

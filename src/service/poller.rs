@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{ApplicationKey, Onboarding, Via, pause};
+use super::{Onboarding, Via, pause};
 use crate::{
     domain::{ApplicationId, Deadline},
     store::Source,
@@ -80,7 +80,7 @@ impl Onboarding {
             return false;
         }
         let result = async {
-            let known = self.known(&ApplicationKey::Id(id.clone())).await?;
+            let known = self.stored(&id).await?;
             if known.status.is_terminal() {
                 return Ok::<bool, crate::domain::Error>(false);
             }

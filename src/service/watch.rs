@@ -71,10 +71,11 @@ impl Onboarding {
     /// at once; later ones end the stream.
     pub async fn watch(
         self: &Arc<Self>,
+        caller: &str,
         key: ApplicationKey,
         resume: Option<ResumeToken>,
     ) -> Result<impl Stream<Item = Result<WatchItem, Error>> + Send + 'static, Error> {
-        let current = self.known_event(&key).await?;
+        let current = self.known_event(caller, &key).await?;
         self.check_resumable(resume).await?;
         let id = current.application.id.clone();
         let this = self.clone();

@@ -131,9 +131,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError>;
 
-    /// The current version of the most recently created application for an external reference.
+    /// The current version of the most recently created application of `owner` for an external
+    /// reference (each caller has its own references).
     async fn latest_for_reference(
         &self,
+        owner: &str,
         external_reference: &str,
     ) -> Result<Option<Event>, StoreError>;
 
@@ -252,6 +254,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes idempotency records created before `cutoff`.
     async fn delete_requests_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
+
+    // Erasure.
+
+    /// Deletes everything held about one application — the application, its events, its waiting
+    /// notifications, the idempotency records whose outcome it is; `false` when there was none.
+    async fn erase_application(&self, id: &ApplicationId) -> Result<bool, StoreError>;
+
+    /// Erases up to `limit` applications that reached a terminal status before `cutoff`; returns how
+    /// many.
+    async fn erase_finished_before(
+        &self,
+        cutoff: SystemTime,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Which backend a store URL names.

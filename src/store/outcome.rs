@@ -28,10 +28,12 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Cancelled => "CANCELLED",
         ErrorKind::Aborted => "ABORTED",
         ErrorKind::Internal => "INTERNAL",
+        ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+        ErrorKind::PermissionDenied => "PERMISSION_DENIED",
     }
 }
 
-const KINDS: [ErrorKind; 10] = [
+const KINDS: [ErrorKind; 12] = [
     ErrorKind::InvalidArgument,
     ErrorKind::NotFound,
     ErrorKind::FailedPrecondition,
@@ -42,6 +44,8 @@ const KINDS: [ErrorKind; 10] = [
     ErrorKind::Cancelled,
     ErrorKind::Aborted,
     ErrorKind::Internal,
+    ErrorKind::Unauthenticated,
+    ErrorKind::PermissionDenied,
 ];
 
 impl StoredOutcome {
@@ -49,6 +53,7 @@ impl StoredOutcome {
         match self {
             StoredOutcome::Application(app) => json!({"application": {
                 "id": app.id.as_str(),
+                "owner": app.owner,
                 "externalReference": app.external_reference,
                 "personId": app.person_id,
                 "status": app.status.as_str(),
@@ -80,6 +85,7 @@ impl StoredOutcome {
             let status = |key: &str| s(key).as_deref().and_then(Status::from_name);
             return Some(StoredOutcome::Application(Application {
                 id: ApplicationId::parse(&s("id")?)?,
+                owner: s("owner")?,
                 external_reference: s("externalReference")?,
                 person_id: s("personId"),
                 status: status("status")?,
@@ -143,6 +149,7 @@ mod tests {
     fn outcomes_round_trip() {
         let app = Application::created(
             ApplicationId::parse("a-1").unwrap(),
+            "payments".into(),
             "client-42".into(),
             Observation {
                 status: Status::Other,

@@ -60,6 +60,7 @@ where
         application: Application {
             id: ApplicationId::parse(&id)
                 .ok_or_else(|| StoreError("malformed application id".into()))?,
+            owner: row.text("owner")?,
             external_reference: row.text("external_reference")?,
             person_id: row.maybe_text("person_id")?,
             status: status(row.text("status")?, "status")?,

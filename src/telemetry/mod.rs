@@ -32,10 +32,10 @@ impl Telemetry {
 
     /// Exports the spans still buffered. Call before the process exits.
     pub fn shutdown(self) {
-        if let Some(provider) = self.traces {
-            if let Err(e) = provider.shutdown() {
-                tracing::warn!(error = %e, "could not flush the last spans");
-            }
+        if let Some(provider) = self.traces
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "could not flush the last spans");
         }
     }
 }

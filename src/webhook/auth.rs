@@ -1,16 +1,19 @@
 //! Who may deliver a notification: a source address in ConnectPay's published list, and one of the
 //! accepted secret tokens. Both are checked from the headers alone, before the body is read.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use http::HeaderMap;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use crate::config::reload::Reloading;
+
 pub struct Gate {
-    /// One, or two during a rotation.
-    tokens: Vec<SecretString>,
+    /// One, or two during a rotation; read again from the tokens file when it changes, so each request is
+    /// checked against the tokens of the moment it arrives.
+    tokens: Arc<Reloading<Vec<SecretString>>>,
     allowed_sources: Vec<IpNet>,
     /// Proxies (e.g. the ingress controller) whose `X-Forwarded-For` entries are believed.
     trusted_proxies: Vec<IpNet>,
@@ -22,7 +25,7 @@ fn within(nets: &[IpNet], ip: IpAddr) -> bool {
 
 impl Gate {
     pub fn new(
-        tokens: Vec<SecretString>,
+        tokens: Arc<Reloading<Vec<SecretString>>>,
         allowed_sources: Vec<IpNet>,
         trusted_proxies: Vec<IpNet>,
     ) -> Self {
@@ -41,19 +44,23 @@ impl Gate {
         if !within(&self.trusted_proxies, peer) {
             return peer;
         }
-        let entries: Vec<&str> = headers
+        // Several headers read as one list, in order. A value that is not even text (bytes outside ASCII)
+        // is one garbled entry: it stops the walk like any other, instead of vanishing and letting an entry
+        // further left, which the sender may have written, be believed.
+        let entries: Vec<Option<&str>> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .flat_map(|v| match v.to_str() {
+                Ok(v) => v.split(',').map(|e| Some(e.trim())).collect::<Vec<_>>(),
+                Err(_) => vec![None],
+            })
             .collect();
         for entry in entries.iter().rev() {
-            match entry.parse::<IpAddr>() {
-                Ok(ip) if within(&self.trusted_proxies, ip.to_canonical()) => continue,
-                Ok(ip) => return ip.to_canonical(),
+            match entry.and_then(|e| e.parse::<IpAddr>().ok()) {
+                Some(ip) if within(&self.trusted_proxies, ip.to_canonical()) => continue,
+                Some(ip) => return ip.to_canonical(),
                 // A garbled entry from a trusted proxy's side: trust nothing further left.
-                Err(_) => return peer,
+                None => return peer,
             }
         }
         peer
@@ -64,12 +71,14 @@ impl Gate {
     }
 
     /// Compares in constant time against every accepted token (after the length check, which reveals only
-    /// the length, already public: 36 characters).
+    /// the length, already public: 36 characters). Exact bytes: ConnectPay's token is a random string in
+    /// which `a` and `A` are different characters, so a token in another case is another token.
     pub fn token_matches(&self, presented: Option<&[u8]>) -> bool {
         let Some(presented) = presented else {
             return false;
         };
-        self.tokens.iter().fold(false, |matched, token| {
+        let tokens = self.tokens.current();
+        tokens.iter().fold(false, |matched, token| {
             let token = token.expose_secret().as_bytes();
             let same = token.len() == presented.len() && bool::from(token.ct_eq(presented));
             matched | same
@@ -83,10 +92,10 @@ mod tests {
 
     fn gate() -> Gate {
         Gate::new(
-            vec![
+            Reloading::fixed(vec![
                 SecretString::from("current-token-0123456789abcdefghijkl"),
                 SecretString::from("next-token-0123456789abcdefghijklmno"),
-            ],
+            ]),
             vec![
                 "34.254.62.56/32".parse().unwrap(),
                 "10.0.0.0/8".parse().unwrap(),
@@ -114,6 +123,10 @@ mod tests {
             b"current-token-0123456789abcdefghijk",
             b"current-token-0123456789abcdefghijklm",
             b"CURRENT-TOKEN-0123456789ABCDEFGHIJKL",
+            b"Current-token-0123456789abcdefghijkl",
+            b"current-token-0123456789abcdefghij\xc4\x85",
+            b"current-token-0123456789abcdefghijk\xff",
+            &[b'c'; 256 * 1024][..],
         ] {
             assert!(!g.token_matches(Some(wrong)), "{wrong:?}");
         }
@@ -145,6 +158,13 @@ mod tests {
         );
         assert_eq!(g.client_address(proxy, &xff(&["garbage"])), proxy);
         assert_eq!(g.client_address(proxy, &HeaderMap::new()), proxy);
+        // Bytes that are not text, rightmost: garbled, so the entry before them is not believed either.
+        let mut unreadable = xff(&["34.254.62.56"]);
+        unreadable.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff10.0.0.1").unwrap(),
+        );
+        assert_eq!(g.client_address(proxy, &unreadable), proxy);
     }
 
     #[test]

@@ -38,6 +38,17 @@ fn refuse(status: StatusCode, outcome: &'static str) -> Response {
     (status, outcome).into_response()
 }
 
+/// A refusal that leaves (some of) the body unread: the connection cannot carry another request, so it is
+/// closed once the answer is written, rather than read on.
+fn refuse_and_close(status: StatusCode, outcome: &'static str) -> Response {
+    let mut response = refuse(status, outcome);
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 pub async fn receive(
     State(receiver): State<Arc<Receiver>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -78,15 +89,15 @@ async fn receive_in(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > settings.max_body_bytes) {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
     }
     let read = Limited::new(body, settings.max_body_bytes).collect();
     let bytes = match tokio::time::timeout(settings.read_timeout, read).await {
-        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "too_slow"),
+        Err(_) => return refuse_and_close(StatusCode::REQUEST_TIMEOUT, "too_slow"),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+            return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
         }
-        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "unreadable"),
+        Ok(Err(_)) => return refuse_and_close(StatusCode::BAD_REQUEST, "unreadable"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     match parse(&bytes) {

@@ -5,6 +5,12 @@
 //! a hint, and answers `200 OK` at once. An authenticated notification is always answered `OK`, even when
 //! it cannot be used: ConnectPay switches the subscription off after 100 failed deliveries, and a refusal
 //! would not make the next delivery any more readable.
+//!
+//! It speaks HTTP/1.1 only (what a webhook sender, or the ingress in front of the receiver, speaks), so
+//! that every connection is under the header timeout from its first byte on: a connection that sends
+//! nothing, or its headers a byte at a time, is closed after `read_timeout`, as is an idle keep-alive
+//! connection. (Detecting HTTP/2 first would wait for the first bytes without any limit, and an HTTP/2
+//! connection has no header timeout at all.)
 
 mod auth;
 mod handler;
@@ -15,8 +21,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{Router, extract::ConnectInfo, routing::post};
 use http::HeaderName;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,10 +53,10 @@ pub async fn serve(
     let router = Router::new()
         .route(&path, post(handler::receive))
         .with_state(Arc::new(handler::Receiver { settings, service }));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A sender that trickles its headers in is cut off like one that trickles its body.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // A sender that trickles its headers in (or sends nothing) is cut off like one that trickles its body
+    // (the handler's own limit).
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(read_timeout);
     let graceful = GracefulShutdown::new();
@@ -75,9 +81,7 @@ pub async fn serve(
                     request
                 });
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

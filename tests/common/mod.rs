@@ -4,10 +4,14 @@
 
 pub mod certs;
 pub mod checker;
+pub mod identity;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod sandbox;
 pub mod watching;
+#[path = "webhook.rs"] // `webhook` names the gateway's module here
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -109,9 +113,12 @@ level = "onboarding_gateway=debug,info"
             .await
             .expect("gateway starts");
         let addr = gateway.grpc_addr;
-        let client = OnboardingClient::connect(format!("http://{addr}"))
-            .await
-            .expect("gRPC client connects");
+        // Lazily: a gateway serving TLS is reached by the tests' own TLS clients instead.
+        let client = OnboardingClient::new(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("a URL")
+                .connect_lazy(),
+        );
         TestGateway {
             gateway: Some(gateway),
             scratch: None,
@@ -149,6 +156,20 @@ level = "onboarding_gateway=debug,info"
             gateway.wait().await;
         }
     }
+}
+
+/// A SQLite database's bytes as they are on disk: the file and its write-ahead log.
+pub fn database_bytes(database: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(database).unwrap();
+    bytes.extend(std::fs::read(database.with_extension("db-wal")).unwrap_or_default());
+    bytes
+}
+
+/// Whether `needle` appears anywhere in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 pub fn init_logging() {

@@ -1,7 +1,7 @@
 //! The gateway as a separate process, so a test can kill it (SIGKILL: no goodbye) and start it again on
 //! the same ports and the same database.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use onboarding_gateway::grpc::pb::onboarding_client::OnboardingClient;
 use tokio::process::{Child, Command};
@@ -126,7 +126,7 @@ impl GatewayProcess {
                     .map(|(k, v)| (format!("ONBOARDING_GATEWAY_{k}"), *v)),
             )
             .envs(self.raw_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(log_path.with_extension("out")).unwrap())
             .stderr(std::fs::File::create(log_path).unwrap())
             .kill_on_drop(true)
             .spawn()
@@ -162,6 +162,8 @@ client_secret = "{CLIENT_SECRET}"
 {auth_code}
 notification_url = "http://{webhook}/webhooks/connectpay"
 allow_insecure_http = true
+[auth]
+allow_unauthenticated = true
 [shutdown]
 drain_delay = "0s"
 grace_period = "10s"
@@ -253,6 +255,22 @@ level = "onboarding_gateway=debug,info"
             })
             .collect::<Vec<_>>()
             .join("\n--- restart ---\n")
+    }
+
+    /// Everything the process wrote to standard output and standard error, over every start.
+    pub fn output(&self) -> String {
+        (1..=self.starts)
+            .flat_map(|n| {
+                ["log", "out"].map(|ext| self.dir.path().join(format!("gateway-{n}.{ext}")))
+            })
+            .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The directory holding the configuration, the database and the logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn webhook_url(&self) -> String {

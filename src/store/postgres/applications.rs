@@ -15,7 +15,7 @@ use crate::{
 macro_rules! select_applications {
     ($tail:literal) => {
         concat!(
-            "SELECT id AS application_id, external_reference, person_id, status, upstream_status, ",
+            "SELECT id AS application_id, owner, external_reference, person_id, status, upstream_status, ",
             "last_known_status, baas_client_id, version, created_at, updated_at, last_seq AS seq, ",
             "unchanged_polls FROM applications ",
             $tail
@@ -29,7 +29,7 @@ const BY_ID_FOR_UPDATE: &str = select_applications!("WHERE id = $1 FOR UPDATE");
 pub(super) const WAITING_LONGEST: &str =
     select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT $1");
 pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
-    "WHERE external_reference = $1 ORDER BY created_at DESC, created_order DESC LIMIT 1"
+    "WHERE owner = $1 AND external_reference = $2 ORDER BY created_at DESC, created_order DESC LIMIT 1"
 );
 pub(super) const LATEST_BY_PERSON: &str = select_applications!(
     "WHERE person_id = $1 ORDER BY created_at DESC, created_order DESC LIMIT 1"
@@ -38,7 +38,7 @@ const LATEST_BY_SESSION: &str = select_applications!(
     "WHERE session_hash = $1 ORDER BY created_at DESC, created_order DESC LIMIT 1"
 );
 
-const EVENT_COLUMNS: &str = "application_id, external_reference, person_id, status, upstream_status, \
+const EVENT_COLUMNS: &str = "application_id, owner, external_reference, person_id, status, upstream_status, \
     last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq";
 
 fn next_poll(
@@ -71,13 +71,14 @@ impl PostgresStore {
         .fetch_one(&mut **tx)
         .await?;
         sqlx::query(
-            "INSERT INTO events (seq, application_id, version, external_reference, person_id, status, \
-             upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
+             status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(seq)
         .bind(app.id.as_str())
         .bind(app.version as i64)
+        .bind(&app.owner)
         .bind(&app.external_reference)
         .bind(&app.person_id)
         .bind(app.status.as_str())
@@ -105,12 +106,13 @@ impl PostgresStore {
     ) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO applications (id, external_reference, person_id, status, upstream_status, \
+            "INSERT INTO applications (id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, last_seq, session_hash, created_at, updated_at, \
-             next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12) \
+             next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(app.id.as_str())
+        .bind(&app.owner)
         .bind(&app.external_reference)
         .bind(&app.person_id)
         .bind(app.status.as_str())
@@ -234,14 +236,15 @@ impl PostgresStore {
         rows.iter().map(event).collect()
     }
 
-    /// The first application `query` (one of the constants above) finds for `bind`.
+    /// The first application `query` (one of the constants above) finds for `binds`.
     pub(super) async fn one(
         &self,
         query: &'static str,
-        bind: &str,
+        binds: &[&str],
     ) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(query)
-            .bind(bind)
+        let row = binds
+            .iter()
+            .fold(sqlx::query(query), |query, bind| query.bind(*bind))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(event).transpose()
@@ -312,7 +315,7 @@ impl PostgresStore {
         let rows = sqlx::query(
             "UPDATE applications SET next_poll_at = $1 WHERE id IN (SELECT id FROM applications \
              WHERE next_poll_at <= $2 ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING id AS application_id, external_reference, person_id, status, upstream_status, \
+             RETURNING id AS application_id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, created_at, updated_at, last_seq AS seq",
         )
         .bind(micros(now + lease))

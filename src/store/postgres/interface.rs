@@ -24,19 +24,23 @@ impl Store for PostgresStore {
     }
 
     async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError> {
-        self.one(applications::BY_ID, id.as_str()).await
+        self.one(applications::BY_ID, &[id.as_str()]).await
     }
 
     async fn latest_for_reference(
         &self,
+        owner: &str,
         external_reference: &str,
     ) -> Result<Option<Event>, StoreError> {
-        self.one(applications::LATEST_BY_REFERENCE, external_reference)
-            .await
+        self.one(
+            applications::LATEST_BY_REFERENCE,
+            &[owner, external_reference],
+        )
+        .await
     }
 
     async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError> {
-        self.one(applications::LATEST_BY_PERSON, person_id).await
+        self.one(applications::LATEST_BY_PERSON, &[person_id]).await
     }
 
     async fn application_for_session(
@@ -158,5 +162,17 @@ impl Store for PostgresStore {
 
     async fn delete_requests_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
         self.delete_requests_before_impl(cutoff).await
+    }
+
+    async fn erase_application(&self, id: &ApplicationId) -> Result<bool, StoreError> {
+        self.erase_application_impl(id).await
+    }
+
+    async fn erase_finished_before(
+        &self,
+        cutoff: SystemTime,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.erase_finished_before_impl(cutoff, limit).await
     }
 }

@@ -9,6 +9,7 @@
 //! transaction-mode pooler (PgBouncer `pool_mode = transaction`) in between.
 
 mod applications;
+mod erasure;
 mod inbox;
 mod interface;
 mod oauth;

@@ -15,7 +15,7 @@ use crate::{
 macro_rules! select_applications {
     ($tail:literal) => {
         concat!(
-            "SELECT id AS application_id, external_reference, person_id, status, upstream_status, ",
+            "SELECT id AS application_id, owner, external_reference, person_id, status, upstream_status, ",
             "last_known_status, baas_client_id, version, created_at, updated_at, last_seq AS seq, ",
             "unchanged_polls FROM applications ",
             $tail
@@ -28,7 +28,7 @@ pub(super) const BY_ID: &str = select_applications!("WHERE id = ?");
 pub(super) const WAITING_LONGEST: &str =
     select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT ?");
 pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
-    "WHERE external_reference = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+    "WHERE owner = ? AND external_reference = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
 );
 pub(super) const LATEST_BY_PERSON: &str =
     select_applications!("WHERE person_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1");
@@ -58,12 +58,13 @@ impl SqliteStore {
         app: &Application,
     ) -> Result<u64, StoreError> {
         let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO events (application_id, version, external_reference, person_id, status, \
+            "INSERT INTO events (application_id, version, owner, external_reference, person_id, status, \
              upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         )
         .bind(app.id.as_str())
         .bind(app.version as i64)
+        .bind(&app.owner)
         .bind(&app.external_reference)
         .bind(&app.person_id)
         .bind(app.status.as_str())
@@ -116,11 +117,12 @@ impl SqliteStore {
         }
         let seq = Self::append(&mut tx, &app).await?;
         sqlx::query(
-            "INSERT INTO applications (id, external_reference, person_id, status, upstream_status, \
+            "INSERT INTO applications (id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, last_seq, session_hash, created_at, updated_at, \
-             next_poll_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             next_poll_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(app.id.as_str())
+        .bind(&app.owner)
         .bind(&app.external_reference)
         .bind(&app.person_id)
         .bind(app.status.as_str())
@@ -214,14 +216,15 @@ impl SqliteStore {
         rows.iter().map(event).collect()
     }
 
-    /// The first application `query` (one of the constants above) finds for `bind`.
+    /// The first application `query` (one of the constants above) finds for `binds`.
     pub(super) async fn one(
         &self,
         query: &'static str,
-        bind: &str,
+        binds: &[&str],
     ) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(query)
-            .bind(bind)
+        let row = binds
+            .iter()
+            .fold(sqlx::query(query), |query, bind| query.bind(*bind))
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(event).transpose()
@@ -245,7 +248,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT application_id, external_reference, person_id, status, upstream_status, \
+            "SELECT application_id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq \
              FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
@@ -263,7 +266,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT application_id, external_reference, person_id, status, upstream_status, \
+            "SELECT application_id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq \
              FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
         )
@@ -299,7 +302,7 @@ impl SqliteStore {
         let rows = sqlx::query(
             "UPDATE applications SET next_poll_at = ? WHERE id IN (SELECT id FROM applications \
              WHERE next_poll_at <= ? ORDER BY next_poll_at LIMIT ?) RETURNING id AS application_id, \
-             external_reference, person_id, status, upstream_status, last_known_status, baas_client_id, \
+             owner, external_reference, person_id, status, upstream_status, last_known_status, baas_client_id, \
              version, created_at, updated_at, last_seq AS seq",
         )
             .bind(micros(now + lease))

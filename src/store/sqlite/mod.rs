@@ -5,6 +5,7 @@
 //! Reads use a pool of their own (WAL lets them run beside the writer).
 
 mod applications;
+mod erasure;
 mod inbox;
 mod interface;
 mod oauth;
@@ -33,6 +34,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     pub durability: Durability,
     pub read_connections: u32,
+    /// The opening process is the gateway that owns the database (not an operator command beside it):
+    /// what a previous owner left leased or in progress is released.
+    pub take_over: bool,
 }
 
 pub struct SqliteStore {
@@ -57,6 +61,8 @@ impl SqliteStore {
                 Durability::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(options.busy_timeout)
+            // Deleted rows are overwritten, so an erased application leaves nothing in the file.
+            .pragma("secure_delete", "ON")
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -67,7 +73,9 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
-        Self::recover(&write).await?;
+        if options.take_over {
+            Self::recover(&write).await?;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .connect_with(connect.read_only(true))
