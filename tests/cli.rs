@@ -54,3 +54,82 @@ fn a_missing_configuration_file_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/gateway.toml"));
 }
+
+/// A production configuration whose secrets and certificates are files mounted elsewhere (a Helm chart's
+/// rendered configuration): `config --skip-files` checks its keys without opening the files; plain
+/// `config` opens them and names each one missing here.
+#[test]
+fn config_skip_files_checks_a_configuration_written_for_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    let mounted = "/nonexistent/secrets";
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[grpc.tls]
+cert_file = "{mounted}/grpc/tls.crt"
+key_file = "{mounted}/grpc/tls.key"
+client_ca_file = "{mounted}/grpc/ca.crt"
+[auth]
+methods = ["mtls"]
+[health]
+listen = "0.0.0.0:8081"
+[webhook]
+tokens_file = "{mounted}/webhook/tokens"
+[store]
+url_file = "{mounted}/store/url"
+key_file = "{mounted}/store/key"
+[connectpay]
+base_url = "https://api-stage.connectpay.com"
+client_id = "devapp"
+client_secret_file = "{mounted}/connectpay/client-secret"
+notification_url = "https://gateway.example.com/webhooks/connectpay"
+[connectpay.tls]
+client_cert_file = "{mounted}/connectpay/tls.crt"
+client_key_file = "{mounted}/connectpay/tls.key"
+"#
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+
+    let out = gateway(&["--config", path, "config", "--skip-files"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = gateway(&["--config", path, "config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "connectpay.client_secret_file",
+        "store.key_file",
+        "store.url_file",
+        "webhook.tokens_file",
+    ] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+
+    // Skipping files is not skipping checks: a key a method needs but nobody set, and two keys that
+    // contradict each other, are still refused.
+    let original = std::fs::read_to_string(&file).unwrap();
+    for (change, key) in [
+        (
+            ("methods = [\"mtls\"]", "methods = [\"jwt\"]"),
+            "auth.jwt.jwks_file",
+        ),
+        (
+            ("[webhook]", "[webhook]\ntokens = [\"x\"]"),
+            "webhook.tokens and webhook.tokens_file",
+        ),
+    ] {
+        std::fs::write(&file, original.replace(change.0, change.1)).unwrap();
+        let out = gateway(&["--config", path, "config", "--skip-files"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+}

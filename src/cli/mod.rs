@@ -1,4 +1,4 @@
-//! The command line: `serve` runs the gateway, `client` calls a running one from a terminal, `config check`
+//! The command line: `serve` runs the gateway, `client` calls a running one from a terminal, `config`
 //! validates a configuration without starting anything.
 
 mod client;
@@ -75,6 +75,11 @@ pub enum Command {
         /// Validate for `serve --sandbox` instead of `serve`.
         #[arg(long)]
         sandbox: bool,
+        /// Open none of the files the configuration names (certificates, keys, secrets, token files):
+        /// for a configuration written for another machine, such as a Helm chart's rendered one. Each
+        /// `*_file` key counts as set; what the files hold is checked only where they are mounted.
+        #[arg(long)]
+        skip_files: bool,
     },
 }
 
@@ -98,7 +103,10 @@ impl Cli {
                 connection,
                 command,
             } => client::run(&addr, &connection, *command),
-            Command::Config { sandbox } => serve::check(self.config.as_deref(), sandbox),
+            Command::Config {
+                sandbox,
+                skip_files,
+            } => serve::check(self.config.as_deref(), sandbox, skip_files),
             Command::Oauth { command } => oauth::run(self.config.as_deref(), command),
             Command::Migrate => serve::migrate(self.config.as_deref()),
             Command::Erase { application_id } => {

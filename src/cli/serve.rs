@@ -18,13 +18,23 @@ pub(super) fn load(file: Option<&Path>, mode: Mode) -> Result<Config, ExitCode> 
     })
 }
 
-pub fn check(file: Option<&Path>, sandbox: bool) -> ExitCode {
+pub fn check(file: Option<&Path>, sandbox: bool, skip_files: bool) -> ExitCode {
     let mode = if sandbox {
         Mode::Sandbox
     } else {
         Mode::Production
     };
-    match load(file, mode) {
+    let loaded = if skip_files {
+        Config::load_without_files(file)
+            .and_then(|c| c.validate(mode).map(|()| c))
+            .map_err(|e| {
+                eprint!("{e}");
+                ExitCode::from(2)
+            })
+    } else {
+        load(file, mode)
+    };
+    match loaded {
         Ok(_) => {
             println!("configuration is valid");
             ExitCode::SUCCESS

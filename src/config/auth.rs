@@ -1,6 +1,6 @@
 //! The rules for `[auth]` and `[grpc.tls]`: who may call, and how they prove it.
 
-use super::{AuthMethod, Config, Mode};
+use super::{AuthMethod, Config, Files, Mode};
 
 /// The RPCs of `connectpay.onboarding.v1.Onboarding`, as permissions name them.
 pub const RPCS: [&str; 5] = [
@@ -44,6 +44,7 @@ impl Config {
             ("auth.jwt.jwks_file", &auth.jwt.jwks_file),
         ] {
             if let Some(file) = file
+                && self.files == Files::Read
                 && !file.is_file()
             {
                 problems.push(format!("{key}: no such file: {}", file.display()));

@@ -44,6 +44,20 @@ pub struct Config {
     pub log: LogConfig,
     pub reload: ReloadConfig,
     pub sandbox: SandboxConfig,
+    /// Whether the files this configuration names were read (see [`Config::load_without_files`]).
+    #[serde(skip)]
+    pub files: Files,
+}
+
+/// Whether a loaded configuration has read the files it names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Files {
+    /// Secret files read into their keys, every named file checked to exist: what `serve` needs.
+    #[default]
+    Read,
+    /// Nothing opened: the configuration was written for another machine, where its files are mounted
+    /// (a Helm chart's rendered configuration, say). Only the keys themselves are checked.
+    Unread,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,7 +373,30 @@ impl Config {
         Self::load_from(file, Toml::string(overrides))
     }
 
+    /// Like [`Config::load`], without opening any file the configuration names: for checking a
+    /// configuration written for another machine. Its secrets stay unset; validation takes a `*_file` key
+    /// as the value it names.
+    pub fn load_without_files(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Self::extract(file, Env::prefixed(ENV_PREFIX).split("__"))?;
+        config.files = Files::Unread;
+        let mut problems = config.secret_conflicts();
+        if let Some(problem) = config.tokens_conflict() {
+            problems.push(problem);
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
     fn load_from(file: Option<&Path>, last: impl figment::Provider) -> Result<Config, ConfigError> {
+        let mut config = Self::extract(file, last)?;
+        config.read_secret_files()?;
+        Ok(config)
+    }
+
+    fn extract(file: Option<&Path>, last: impl figment::Provider) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(file) = file {
             if !file.is_file() {
@@ -370,12 +407,51 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        let mut config: Config = figment
+        figment
             .merge(last)
             .extract()
-            .map_err(|e| ConfigError(e.into_iter().map(describe_figment_error).collect()))?;
-        config.read_secret_files()?;
-        Ok(config)
+            .map_err(|e| ConfigError(e.into_iter().map(describe_figment_error).collect()))
+    }
+
+    /// Secrets given both inline and as a file.
+    fn secret_conflicts(&self) -> Vec<String> {
+        let cp = &self.connectpay;
+        [
+            (
+                "connectpay.client_secret",
+                cp.client_secret.is_some(),
+                cp.client_secret_file.is_some(),
+            ),
+            (
+                "connectpay.auth_code",
+                cp.auth_code.is_some(),
+                cp.auth_code_file.is_some(),
+            ),
+            (
+                "store.key",
+                self.store.key.is_some(),
+                self.store.key_file.is_some(),
+            ),
+            (
+                "store.url",
+                self.store.url.is_some(),
+                self.store.url_file.is_some(),
+            ),
+            (
+                "connectpay.proxy_url",
+                cp.proxy_url.is_some(),
+                cp.proxy_url_file.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, inline, file)| *inline && *file)
+        .map(|(key, _, _)| format!("{key} and {key}_file: set only one"))
+        .collect()
+    }
+
+    fn tokens_conflict(&self) -> Option<String> {
+        (self.webhook.tokens_file.is_some() && !self.webhook.tokens.is_empty())
+            .then(|| "webhook.tokens and webhook.tokens_file: set only one".to_owned())
     }
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
@@ -408,9 +484,7 @@ impl Config {
         // copied into `webhook.tokens`, which stay the fixed, inline ones. Here it is only checked, so that a
         // bad file stops the start and `config` names the problem.
         if let Some(file) = &self.webhook.tokens_file {
-            if !self.webhook.tokens.is_empty() {
-                problems.push("webhook.tokens and webhook.tokens_file: set only one".into());
-            }
+            problems.extend(self.tokens_conflict());
             match std::fs::read(file) {
                 Ok(content) => {
                     if let Err(problem) = WebhookConfig::parse_tokens_file(&content) {

@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use super::{Config, ConfigError, Mode, WebhookConfig};
+use super::{Config, ConfigError, Files, Mode, WebhookConfig};
 
 impl Config {
     /// Checks everything `mode` needs; every problem names its key.
@@ -17,7 +17,7 @@ impl Config {
             if cp.client_id.is_empty() {
                 problems.push("connectpay.client_id: required".into());
             }
-            if cp.client_secret.is_none() {
+            if cp.client_secret.is_none() && cp.client_secret_file.is_none() {
                 problems.push("connectpay.client_secret (or client_secret_file): required".into());
             }
             if cp.notification_url.is_empty() {
@@ -55,6 +55,7 @@ impl Config {
             ("connectpay.tls.ca_bundle_file", &cp.tls.ca_bundle_file),
         ] {
             if let Some(file) = file
+                && self.files == Files::Read
                 && !file.is_file()
             {
                 problems.push(format!("{key}: no such file: {}", file.display()));
@@ -189,12 +190,12 @@ impl Config {
     fn validate_store(&self, mode: Mode, problems: &mut Vec<String>) {
         let store = &self.store;
         if mode == Mode::Production {
-            if store.url.is_none() {
+            if store.url.is_none() && store.url_file.is_none() {
                 problems.push(
                     "store.url (or url_file): required (sqlite://PATH or postgres://…)".into(),
                 );
             }
-            if store.key.is_none() {
+            if store.key.is_none() && store.key_file.is_none() {
                 problems
                     .push("store.key (or key_file): required (base64 of 32 random bytes)".into());
             }
