@@ -117,3 +117,60 @@ async fn reflection_lists_and_describes_the_api_in_v1_and_v1alpha() {
         }
     }
 }
+
+/// `client health`, the exec probe for a gateway the kubelet cannot reach (`serve --sandbox` listens on
+/// loopback only): it succeeds while the named service is SERVING, and fails, naming the status, once
+/// readiness turns NOT_SERVING at the start of a drain, while liveness stays SERVING.
+#[tokio::test]
+async fn client_health_succeeds_only_while_the_service_is_serving() {
+    let sandbox = TestSandbox::in_process(|_| {}).await;
+    let gateway = TestGateway::start_adjusted(&sandbox, AUTH_CODES[0], "", |config| {
+        config.shutdown.drain_delay = std::time::Duration::from_secs(5);
+        config.shutdown.grace_period = std::time::Duration::from_secs(10);
+    })
+    .await;
+    let addr = format!("http://{}", gateway.addr);
+    let probe = |service: &'static str| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-gateway"))
+                .args(["client", "--addr", &addr, "health", "--service", service])
+                .env_clear()
+                .output()
+                .unwrap()
+        })
+    };
+    for service in ["readiness", "liveness", ""] {
+        let out = probe(service).await.unwrap();
+        assert!(out.status.success(), "{service:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"SERVING\""));
+    }
+    let out = probe("no-such-service").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+
+    gateway.begin_shutdown();
+    let mut health = HealthClient::new(channel(&gateway).await);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while health
+        .check(HealthCheckRequest {
+            service: "readiness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+        == ServingStatus::Serving
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never turned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = probe("readiness").await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT_SERVING"));
+    let out = probe("liveness").await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

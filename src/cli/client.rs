@@ -15,6 +15,10 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
 use crate::grpc::pb::{self, onboarding_client::OnboardingClient};
 
 /// How to reach a gateway that authenticates its callers.
@@ -60,6 +64,12 @@ fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, Status> {
 }
 
 async fn connect(addr: String, connection: &Connection) -> Result<Client, Status> {
+    let (channel, bearer) = channel(addr, connection).await?;
+    Ok(OnboardingClient::with_interceptor(channel, bearer))
+}
+
+/// A connected channel, and the bearer token to add to its calls.
+async fn channel(addr: String, connection: &Connection) -> Result<(Channel, Bearer), Status> {
     let mut endpoint = Endpoint::from_shared(addr)
         .map_err(|e| Status::invalid_argument(format!("--addr: {e}")))?;
     if endpoint.uri().scheme_str() == Some("https") {
@@ -104,7 +114,7 @@ async fn connect(addr: String, connection: &Connection) -> Result<Client, Status
         .connect()
         .await
         .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
-    Ok(OnboardingClient::with_interceptor(channel, Bearer(bearer)))
+    Ok((channel, Bearer(bearer)))
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +153,14 @@ pub enum ClientCommand {
         /// Stop once the application reaches this status, e.g. IDV_APPROVED.
         #[arg(long, value_name = "STATUS")]
         until: Option<String>,
+    },
+    /// grpc.health.v1 Check: prints the serving status; succeeds only when it is SERVING. Usable as an exec
+    /// probe where the kubelet cannot reach the gateway itself (it listens on loopback with --sandbox).
+    Health {
+        /// The health service name: "" for the whole server, or health.liveness_service /
+        /// health.readiness_service ("liveness", "readiness").
+        #[arg(long, default_value = "")]
+        service: String,
     },
     /// InitiateOnboarding: submit the full KYC data of an application whose IDV was approved.
     Initiate {
@@ -204,17 +222,40 @@ fn parse_field(raw: &str) -> Result<(String, Value), String> {
     Ok((name.to_owned(), value))
 }
 
+/// grpc.health.v1 Check of `service`: SERVING is the answer wanted, any other status an `UNAVAILABLE`
+/// naming it.
+async fn health(addr: String, connection: &Connection, service: String) -> Result<Value, Status> {
+    let (channel, bearer) = channel(addr, connection).await?;
+    let status = HealthClient::with_interceptor(channel, bearer)
+        .check(HealthCheckRequest { service })
+        .await?
+        .into_inner()
+        .status();
+    match status {
+        ServingStatus::Serving => Ok(json!({ "status": status.as_str_name() })),
+        other => Err(Status::unavailable(other.as_str_name())),
+    }
+}
+
 pub fn run(addr: &str, connection: &Connection, command: ClientCommand) -> ExitCode {
     let runtime = match super::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(call(addr.to_owned(), connection, command)) {
-        Ok(application) => {
+    let answer = match command {
+        // Health is its own service, and answers with a status rather than an application.
+        ClientCommand::Health { service } => {
+            runtime.block_on(health(addr.to_owned(), connection, service))
+        }
+        command => runtime
+            .block_on(call(addr.to_owned(), connection, command))
+            .map(|application| application_json(application.as_ref())),
+    };
+    match answer {
+        Ok(answer) => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&application_json(application.as_ref()))
-                    .unwrap_or_default()
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
@@ -235,6 +276,8 @@ async fn call(
 ) -> Result<Option<pb::Application>, Status> {
     let mut client = connect(addr, connection).await?;
     let application = match command {
+        // Answered by `health`, before any of this.
+        ClientCommand::Health { .. } => return Ok(None),
         ClientCommand::Submit {
             external_reference,
             session_id,

@@ -150,6 +150,11 @@ level = "onboarding_gateway=debug,info"
         webhook::local_url(self.gateway().webhook_addr, "/webhooks/connectpay")
     }
 
+    /// Sends the stop signal (as SIGTERM would) without waiting: the gateway drains as configured.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(gateway) = self.gateway.take() {
