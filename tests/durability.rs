@@ -405,3 +405,45 @@ async fn an_operator_bootstraps_the_oauth_pair_from_an_auth_code_on_standard_inp
     let stats = sandbox.stats().await;
     assert_eq!(stats["token"]["authorizationCode"], 1, "{stats}");
 }
+
+/// One gateway serves a SQLite database: a second `serve` on the same file (two pods on one volume)
+/// refuses to start, before migrating or taking over anything, while operator commands still work beside
+/// the first; once the first is killed, the operating system has released its lock and a new one starts.
+#[tokio::test]
+async fn a_second_gateway_on_the_same_sqlite_database_refuses_to_start() {
+    let sandbox = TestSandbox::process(&[]).await;
+    let mut gateway = GatewayProcess::start(&sandbox, AUTH_CODES[0], &[]).await;
+    let app = submit(&mut gateway.client(), "client-lock", "session-hold")
+        .await
+        .unwrap();
+
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_onboarding-gateway"))
+        .arg("--config")
+        .arg(gateway.config_path())
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env("ONBOARDING_GATEWAY_GRPC__LISTEN", "127.0.0.1:0")
+        .env("ONBOARDING_GATEWAY_WEBHOOK__LISTEN", "127.0.0.1:0")
+        .env("ONBOARDING_GATEWAY_ADMIN__LISTEN", "127.0.0.1:0")
+        .kill_on_drop(true)
+        .output();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(20), second)
+        .await
+        .expect("the second gateway stops at once")
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another gateway"), "{stderr}");
+
+    let (code, stdout, stderr) = operator(&gateway, &["inbox"], "");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    common::get(&mut gateway.client(), &app.application_id)
+        .await
+        .expect("the first gateway serves on");
+
+    gateway.kill().await;
+    gateway.launch(&[]).await;
+    common::get(&mut gateway.client(), &app.application_id)
+        .await
+        .expect("a new gateway took over the released database");
+}

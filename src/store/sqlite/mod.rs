@@ -43,6 +43,39 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     key: StoreKey,
+    /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open.
+    _owner: Option<OwnerLock>,
+}
+
+/// One gateway serves a SQLite database: it holds an exclusive lock on a file beside it, so a second one
+/// started on the same file (two pods on one volume, a forgotten process) refuses to start instead of
+/// taking over the first one's work. Operator commands do not take it. The operating system releases the
+/// lock when the process ends, however it ends.
+struct OwnerLock(#[allow(dead_code)] std::fs::File);
+
+impl OwnerLock {
+    fn acquire(database: &std::path::Path) -> Result<Self, StoreError> {
+        let mut path = database.as_os_str().to_owned();
+        path.push(".lock");
+        let path = std::path::PathBuf::from(path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(OwnerLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
+                "{} is in use by another gateway (it holds {}); one gateway serves a SQLite database",
+                database.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(StoreError(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -53,7 +86,19 @@ impl SqliteStore {
         key: StoreKey,
         options: &SqliteOptions,
     ) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(url)?
+        let connect = SqliteConnectOptions::from_str(url)?;
+        // Taken before anything is written: a second gateway must not migrate or recover either.
+        let database = connect.get_filename();
+        let owner = if options.take_over && database != std::path::Path::new(":memory:") {
+            if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Some(OwnerLock::acquire(database)?)
+        } else {
+            None
+        };
+        let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match options.durability {
@@ -80,7 +125,12 @@ impl SqliteStore {
             .max_connections(options.read_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(SqliteStore { write, read, key })
+        Ok(SqliteStore {
+            write,
+            read,
+            key,
+            _owner: owner,
+        })
     }
 
     /// One process owns a SQLite database, so whatever a previous process left leased or in progress
