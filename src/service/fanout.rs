@@ -1,7 +1,7 @@
 //! Wakes the watch streams of an application when its event log grows.
 //!
 //! The fan-out carries no events, only "there is something after sequence N": each stream then reads the
-//! log from its own cursor. So a slow stream never holds others back and never loses anything, and the
+//! log from its own cursor (the newest entries from memory, `recent`, the rest from the store). So a slow stream never holds others back and never loses anything, and the
 //! registry holds one small entry per watched application, removed with its last stream.
 
 use std::{
@@ -99,6 +99,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The newest sequence number announced for the application.
+    pub fn latest(&self) -> u64 {
+        self.receiver.as_ref().map_or(0, |r| *r.borrow())
+    }
+
     /// Waits until the application's log grows past what this subscription last saw.
     pub async fn changed(&mut self) {
         // The sender lives in the registry as long as this subscription does, so this cannot fail; if it
@@ -132,6 +137,11 @@ pub struct AllSubscription {
 }
 
 impl AllSubscription {
+    /// The newest sequence number announced for the log.
+    pub fn latest(&self) -> u64 {
+        *self.receiver.borrow()
+    }
+
     /// Waits until the log grows past what this subscription last saw.
     pub async fn changed(&mut self) {
         let _ = self.receiver.changed().await;

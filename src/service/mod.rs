@@ -14,6 +14,7 @@ mod idempotency;
 mod notifications;
 mod onboarding;
 mod poller;
+mod recent;
 mod watch;
 
 use std::{
@@ -95,6 +96,8 @@ pub struct Onboarding {
     connectpay: Arc<ConnectPayClient>,
     store: Arc<dyn Store>,
     watchers: Arc<Watchers>,
+    /// The newest events recorded here, read by woken watch streams before the store.
+    recent: recent::RecentEvents,
     settings: Settings,
     /// Names this process in leases and idempotency records.
     instance: String,
@@ -119,6 +122,7 @@ impl Onboarding {
             connectpay,
             store,
             watchers: Arc::new(Watchers::default()),
+            recent: recent::RecentEvents::default(),
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
@@ -223,6 +227,19 @@ impl Onboarding {
             tracing::warn!(application_id = %known.id, "ConnectPay answered about a different application");
             return Ok(known.clone());
         }
+        // Most reads bring no news. Judged against the application as just read, news of a known status
+        // that changes nothing then changes nothing now either (statuses only move forward, and what was
+        // learned stays learned), so it need not queue for the store's single writer. Polls still go
+        // through: they keep their schedule there. Unknown statuses are left to the store, which judges
+        // them against the latest version.
+        if source == Source::Other
+            && reported.observation.status.rank().is_some()
+            && known
+                .apply(&reported.observation, crate::domain::now())
+                .is_none()
+        {
+            return Ok(known.clone());
+        }
         let applied = self
             .store
             .apply(
@@ -248,6 +265,8 @@ impl Onboarding {
                 version = app.version,
                 "application changed"
             );
+            // Kept before the wake, so that a woken stream finds it.
+            self.recent.remember(event);
             self.watchers.notify(&app.id, event.seq);
             metrics::metrics()
                 .application_changes

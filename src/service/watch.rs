@@ -81,6 +81,8 @@ impl Onboarding {
         let this = self.clone();
         Ok(async_stream::try_stream! {
             let mut subscription = this.watchers.subscribe(&id);
+            // The last version delivered, when known: then the next ones may come from memory.
+            let mut version = None;
             let mut cursor = match resume {
                 // A resumed watch of an application that ended at or before the token: nothing to replay.
                 Some(ResumeToken(seq))
@@ -95,6 +97,7 @@ impl Onboarding {
                         .map_err(|e| store_failed(e, CallKind::Read))?
                         .unwrap_or(current);
                     let terminal = current.application.status.is_terminal();
+                    version = Some(current.application.version);
                     yield WatchItem {
                         event: WatchEvent::Snapshot(current.application),
                         token: ResumeToken(current.seq),
@@ -106,14 +109,22 @@ impl Onboarding {
                 }
             };
             loop {
-                let events = this
-                    .store
-                    .events_after(&id, cursor, BATCH)
-                    .await
-                    .map_err(|e| store_failed(e, CallKind::Read))?;
+                let remembered = version
+                    .map(|v| this.recent.after_version(&id, v, BATCH))
+                    .unwrap_or_default();
+                let from_memory = !remembered.is_empty();
+                let events = if from_memory {
+                    remembered
+                } else {
+                    this.store
+                        .events_after(&id, cursor, BATCH)
+                        .await
+                        .map_err(|e| store_failed(e, CallKind::Read))?
+                };
                 let full_batch = events.len() == BATCH;
                 for event in events {
                     cursor = event.seq;
+                    version = Some(event.application.version);
                     let terminal = event.application.status.is_terminal();
                     yield WatchItem {
                         event: WatchEvent::Change(event.application),
@@ -123,7 +134,9 @@ impl Onboarding {
                         return;
                     }
                 }
-                if full_batch {
+                // Memory may hold only part of what was announced (another replica's events are not
+                // there): read again, from the store if need be, before waiting.
+                if full_batch || (from_memory && subscription.latest() > cursor) {
                     continue;
                 }
                 let woken = tokio::select! {
@@ -184,11 +197,16 @@ impl Onboarding {
         };
         Ok(async_stream::try_stream! {
             loop {
-                let events = this
-                    .store
-                    .all_events_after(cursor, BATCH)
-                    .await
-                    .map_err(|e| store_failed(e, CallKind::Read))?;
+                let remembered = this.recent.after_seq(cursor, BATCH);
+                let from_memory = !remembered.is_empty();
+                let events = if from_memory {
+                    remembered
+                } else {
+                    this.store
+                        .all_events_after(cursor, BATCH)
+                        .await
+                        .map_err(|e| store_failed(e, CallKind::Read))?
+                };
                 let full_batch = events.len() == BATCH;
                 for event in events {
                     cursor = event.seq;
@@ -197,7 +215,8 @@ impl Onboarding {
                         token: ResumeToken(cursor),
                     };
                 }
-                if full_batch {
+                // Memory holds only unbroken runs: whatever was announced beyond is read again.
+                if full_batch || (from_memory && subscription.latest() > cursor) {
                     continue;
                 }
                 let woken = tokio::select! {
