@@ -410,6 +410,24 @@ async fn direct_token(http: &reqwest::Client, sandbox: &str) -> Result<String, E
         .ok_or_else(|| format!("token: no access_token in {answer}"))
 }
 
+/// A closed-loop phase: `(answered per second, seconds, gateway CPU seconds)` and the latency of `what`.
+fn closed_loop_phase(name: String, run: (f64, f64, f64), what: &str, latency: Latency) -> Phase {
+    let (rate, seconds, cpu) = run;
+    Phase {
+        name,
+        offered_per_s: None,
+        achieved_per_s: rate,
+        seconds,
+        gateway_cpu_seconds: cpu,
+        gateway_cores: cpu / seconds,
+        per_gateway_core: rate / (cpu / seconds).max(1e-9),
+        latencies: vec![(what.to_owned(), latency)],
+        added_us: None,
+        generator_lateness: None,
+        notes: vec![],
+    }
+}
+
 fn store_label(store: &str) -> &'static str {
     if store == "postgres" {
         "PostgreSQL"
@@ -468,19 +486,12 @@ async fn unary(plan: &Plan) -> Result<ScenarioResult, Error> {
     let (max, latency) = load::saturate(64, plan.phase, saturating).await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_between(before, env.gateway.usage());
-    phases.push(Phase {
-        name: "maximum (closed loop, 64 in flight)".into(),
-        offered_per_s: None,
-        achieved_per_s: max,
-        seconds,
-        gateway_cpu_seconds: cpu,
-        gateway_cores: cpu / seconds,
-        per_gateway_core: max / (cpu / seconds).max(1e-9),
-        latencies: vec![("GetApplication via gateway".into(), latency)],
-        added_us: None,
-        generator_lateness: None,
-        notes: vec![],
-    });
+    phases.push(closed_loop_phase(
+        "maximum (closed loop, 64 in flight)".into(),
+        (max, seconds, cpu),
+        "GetApplication via gateway",
+        latency,
+    ));
     let seventy = (max * 0.7).floor();
     phases.push(both_paths(&env, &paths, seventy, plan.phase, "70 % of maximum").await);
     Ok(ScenarioResult {
@@ -511,6 +522,8 @@ fn get(id: &str) -> pb::GetApplicationRequest {
 async fn both_paths(env: &Env, paths: &Paths, rate: f64, duration: Duration, name: &str) -> Phase {
     let requests = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
     let (via_gateway, direct) = (Recorder::default(), Recorder::default());
+    // Failed calls through the gateway, by gRPC status code.
+    let refused: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let mut tasks = Vec::with_capacity(requests as usize * 2);
     let before = env.gateway.usage();
     let started = Instant::now();
@@ -518,11 +531,18 @@ async fn both_paths(env: &Env, paths: &Paths, rate: f64, duration: Duration, nam
         let id = paths.apps[i as usize % paths.apps.len()].clone();
         let gateway_call = {
             let mut client = paths.clients[i as usize % paths.clients.len()].clone();
-            let (recorder, id) = (via_gateway.clone(), id.clone());
+            let (recorder, id, refused) = (via_gateway.clone(), id.clone(), refused.clone());
             async move {
                 let sent = Instant::now();
-                let ok = client.get_application(get(&id)).await.is_ok();
-                recorder.record(sent.elapsed(), ok);
+                let answer = client.get_application(get(&id)).await;
+                recorder.record(sent.elapsed(), answer.is_ok());
+                if let Err(status) = answer {
+                    *refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(format!("{:?}", status.code()))
+                        .or_default() += 1;
+                }
             }
         };
         let direct_call = {
@@ -579,7 +599,12 @@ async fn both_paths(env: &Env, paths: &Paths, rate: f64, duration: Duration, nam
         ],
         added_us: Some(added),
         generator_lateness: Some(lateness),
-        notes: vec![],
+        notes: refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(code, n)| format!("{n} calls through the gateway failed with {code}"))
+            .collect(),
     }
 }
 
@@ -964,19 +989,12 @@ async fn ingest(plan: &Plan, store: &str) -> Result<ScenarioResult, Error> {
         let (rate, latency) = load::saturate(workers, plan.phase, post).await;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = cpu_between(before, env.gateway.usage());
-        phases.push(Phase {
-            name: format!("closed loop, {workers} webhooks in flight"),
-            offered_per_s: None,
-            achieved_per_s: rate,
-            seconds,
-            gateway_cpu_seconds: cpu,
-            gateway_cores: cpu / seconds,
-            per_gateway_core: rate / (cpu / seconds).max(1e-9),
-            latencies: vec![("webhook acknowledged".into(), latency)],
-            added_us: None,
-            generator_lateness: None,
-            notes: vec![],
-        });
+        phases.push(closed_loop_phase(
+            format!("closed loop, {workers} webhooks in flight"),
+            (rate, seconds, cpu),
+            "webhook acknowledged",
+            latency,
+        ));
     }
     Ok(ScenarioResult {
         scenario: "ingest".into(),
