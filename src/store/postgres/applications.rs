@@ -58,24 +58,28 @@ impl PostgresStore {
             .hash("idv session", &[session.expose_secret().as_bytes()])
     }
 
-    /// Appends `app` to the event log and notifies the other replicas; returns its sequence. Takes the
-    /// sequence counter's row lock last, so the lock (which orders every append) is held only for the
-    /// rest of the transaction.
+    /// Appends `app` to the event log, points the application at it (`last_seq`) and notifies the other
+    /// replicas; returns its sequence. The sequence counter's row lock orders every append, so it is taken
+    /// last and everything after it is one statement: the lock is held for that statement and the commit,
+    /// not for a round trip per step (each of which once cost the whole cluster's appends a wait).
     async fn append(
         tx: &mut Transaction<'_, Postgres>,
         app: &Application,
     ) -> Result<u64, StoreError> {
+        // Data-modifying CTEs all run, referenced or not; the notification is delivered to listeners when
+        // (and only if) the transaction commits.
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE log_sequence SET value = value + 1 WHERE id = 1 RETURNING value",
+            "WITH next AS ( \
+                 UPDATE log_sequence SET value = value + 1 WHERE id = 1 RETURNING value \
+             ), appended AS ( \
+                 INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
+                 status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
+                 SELECT value, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM next RETURNING seq \
+             ), pointed AS ( \
+                 UPDATE applications SET last_seq = (SELECT seq FROM appended) WHERE id = $1 \
+             ) \
+             SELECT seq FROM appended, pg_notify($12, seq::text || ':' || $1)",
         )
-        .fetch_one(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
-             status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(seq)
         .bind(app.id.as_str())
         .bind(app.version as i64)
         .bind(&app.owner)
@@ -87,14 +91,9 @@ impl PostgresStore {
         .bind(&app.baas_client_id)
         .bind(micros(app.create_time))
         .bind(micros(app.update_time))
-        .execute(&mut **tx)
+        .bind(CHANNEL)
+        .fetch_one(&mut **tx)
         .await?;
-        // Delivered to listeners when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("{seq}:{}", app.id))
-            .execute(&mut **tx)
-            .await?;
         Ok(seq as u64)
     }
 
@@ -141,11 +140,6 @@ impl PostgresStore {
                 .ok_or_else(|| StoreError("application vanished".into()));
         }
         let seq = Self::append(&mut tx, &app).await?;
-        sqlx::query("UPDATE applications SET last_seq = $1 WHERE id = $2")
-            .bind(seq as i64)
-            .bind(app.id.as_str())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(Applied {
             event: Event {
@@ -210,11 +204,6 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         let seq = Self::append(&mut tx, &next).await?;
-        sqlx::query("UPDATE applications SET last_seq = $1 WHERE id = $2")
-            .bind(seq as i64)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(Some(Applied {
             event: Event {
