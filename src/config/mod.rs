@@ -413,51 +413,10 @@ impl Config {
             .map_err(|e| ConfigError(e.into_iter().map(describe_figment_error).collect()))
     }
 
-    /// Secrets given both inline and as a file.
-    fn secret_conflicts(&self) -> Vec<String> {
-        let cp = &self.connectpay;
-        [
-            (
-                "connectpay.client_secret",
-                cp.client_secret.is_some(),
-                cp.client_secret_file.is_some(),
-            ),
-            (
-                "connectpay.auth_code",
-                cp.auth_code.is_some(),
-                cp.auth_code_file.is_some(),
-            ),
-            (
-                "store.key",
-                self.store.key.is_some(),
-                self.store.key_file.is_some(),
-            ),
-            (
-                "store.url",
-                self.store.url.is_some(),
-                self.store.url_file.is_some(),
-            ),
-            (
-                "connectpay.proxy_url",
-                cp.proxy_url.is_some(),
-                cp.proxy_url_file.is_some(),
-            ),
-        ]
-        .into_iter()
-        .filter(|(_, inline, file)| *inline && *file)
-        .map(|(key, _, _)| format!("{key} and {key}_file: set only one"))
-        .collect()
-    }
-
-    fn tokens_conflict(&self) -> Option<String> {
-        (self.webhook.tokens_file.is_some() && !self.webhook.tokens.is_empty())
-            .then(|| "webhook.tokens and webhook.tokens_file: set only one".to_owned())
-    }
-
-    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
+    /// Each secret that may be given inline or as a file: its key, the inline value, the file.
+    fn secret_slots(&mut self) -> [(&'static str, &mut Option<SecretString>, &Option<PathBuf>); 5] {
         let cp = &mut self.connectpay;
-        for (key, inline, file) in [
+        [
             (
                 "connectpay.client_secret",
                 &mut cp.client_secret,
@@ -475,7 +434,26 @@ impl Config {
                 &mut cp.proxy_url,
                 &cp.proxy_url_file,
             ),
-        ] {
+        ]
+    }
+
+    /// Secrets given both inline and as a file.
+    fn secret_conflicts(&mut self) -> Vec<String> {
+        self.secret_slots()
+            .into_iter()
+            .filter(|(_, inline, file)| inline.is_some() && file.is_some())
+            .map(|(key, _, _)| format!("{key} and {key}_file: set only one"))
+            .collect()
+    }
+
+    fn tokens_conflict(&self) -> Option<String> {
+        (self.webhook.tokens_file.is_some() && !self.webhook.tokens.is_empty())
+            .then(|| "webhook.tokens and webhook.tokens_file: set only one".to_owned())
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for (key, inline, file) in self.secret_slots() {
             if let Some(problem) = resolve_secret(key, inline, file.as_deref()) {
                 problems.push(problem);
             }
