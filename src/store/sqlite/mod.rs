@@ -43,37 +43,34 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     key: StoreKey,
-    /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open.
-    _owner: Option<OwnerLock>,
+    /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open
+    /// (see [`lock_owner`]).
+    _owner: Option<std::fs::File>,
 }
 
 /// One gateway serves a SQLite database: it holds an exclusive lock on a file beside it, so a second one
 /// started on the same file (two pods on one volume, a forgotten process) refuses to start instead of
 /// taking over the first one's work. Operator commands do not take it. The operating system releases the
 /// lock when the process ends, however it ends.
-struct OwnerLock(#[allow(dead_code)] std::fs::File);
-
-impl OwnerLock {
-    fn acquire(database: &std::path::Path) -> Result<Self, StoreError> {
-        let mut path = database.as_os_str().to_owned();
-        path.push(".lock");
-        let path = std::path::PathBuf::from(path);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(OwnerLock(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
-                "{} is in use by another gateway (it holds {}); one gateway serves a SQLite database",
-                database.display(),
-                path.display()
-            ))),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(StoreError(format!("cannot lock {}: {e}", path.display())))
-            }
+fn lock_owner(database: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
+            "{} is in use by another gateway (it holds {}); one gateway serves a SQLite database",
+            database.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError(format!("cannot lock {}: {e}", path.display())))
         }
     }
 }
@@ -94,7 +91,7 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
             }
-            Some(OwnerLock::acquire(database)?)
+            Some(lock_owner(database)?)
         } else {
             None
         };
