@@ -131,22 +131,29 @@ pub fn pin_self(cpu: usize) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-/// Raises this process's open-file limit to its hard limit (children inherit it): idle watchers need a
-/// descriptor per connection only, but the generator keeps many.
+/// Raises this process's open-file limit to its hard limit (children inherit it) and returns the limit:
+/// idle watchers need a descriptor per connection only, but the generator keeps many. Raising the hard
+/// limit itself needs privileges a sandbox may not give, so it is not tried.
 pub fn raise_open_files() -> u64 {
-    // `prlimit` is part of util-linux, like taskset; without it the limit stays.
     let pid = std::process::id().to_string();
-    let _ = Command::new("prlimit")
-        .args(["--pid", &pid, "--nofile=1048576:1048576"])
-        .status();
-    std::fs::read_to_string(format!("/proc/{pid}/limits"))
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
+    // Soft and hard limit, from the "Max open files" line of /proc/PID/limits.
+    let limits = || -> Option<(String, String)> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut values = line.split_whitespace().skip(3);
+        Some((values.next()?.to_owned(), values.next()?.to_owned()))
+    };
+    if let Some((soft, hard)) = limits()
+        && soft != hard
+    {
+        // `prlimit` is part of util-linux, like taskset; without it the limit stays.
+        let _ = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+    limits()
+        .and_then(|(soft, _)| soft.parse().ok())
         .unwrap_or(0)
 }
 

@@ -1,0 +1,48 @@
+//! Webhook ingestion: authenticated, committed to the inbox, acknowledged — with no worker confirming
+//! them, so that only ingestion is measured.
+
+use super::*;
+
+pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Error> {
+    let env = Env::start(plan, store, 0).await?;
+    let clients = env.clients(2).await?;
+    let apps = Arc::new(seed(&clients, if plan.smoke { 50 } else { 1000 }, "ingest").await?);
+    let http = http_client()?;
+    let url = Arc::new(format!("http://{}/webhooks/connectpay", env.addrs.webhook));
+    let mut phases = Vec::new();
+    for workers in [16usize, 64] {
+        let before = env.gateway.usage();
+        let started = Instant::now();
+        let post = {
+            let (http, url, apps) = (http.clone(), url.clone(), apps.clone());
+            let run = started.elapsed().as_nanos();
+            move |i: u64| {
+                let body = json!({
+                    "eventType": "BaaSPersonIdv.Approved",
+                    "eventId": format!("bench-{workers}-{run}-{i}"),
+                    "data": {"applicationId": apps[i as usize % apps.len()], "status": "IDV_APPROVED"},
+                });
+                let request = http
+                    .post(url.as_str())
+                    .header("x-connectpay-webhook-token", procs::WEBHOOK_TOKEN)
+                    .json(&body);
+                async move { request.send().await.is_ok_and(|a| a.status().is_success()) }
+            }
+        };
+        let (rate, latency) = load::saturate(workers, plan.phase, post).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_between(before, env.gateway.usage());
+        phases.push(closed_loop_phase(
+            format!("closed loop, {workers} webhooks in flight"),
+            (rate, seconds, cpu),
+            "webhook acknowledged",
+            latency,
+        ));
+    }
+    Ok(ScenarioResult {
+        scenario: "ingest".into(),
+        store: store_label(store).into(),
+        phases,
+        processes: env.processes(),
+    })
+}

@@ -1,0 +1,456 @@
+//! The scenarios: unary overhead against direct calls, webhook → watcher latency, idle watchers per GiB,
+//! and durable webhook ingestion. Each starts its own sandbox and gateway, so no scenario inherits another's
+//! state.
+
+mod fanout;
+mod ingest;
+mod unary;
+mod watchers;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use onboarding_gateway::grpc::pb::{
+    self, get_application_request, onboarding_client::OnboardingClient, watch_application_request,
+    watch_applications_response,
+};
+use serde::Serialize;
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{
+    load::{self, Latency, Recorder},
+    procs::{self, GatewayAddrs, Proc, Store, Usage},
+};
+
+pub struct Binaries {
+    pub gateway: PathBuf,
+    pub sandbox: PathBuf,
+}
+
+pub struct Plan {
+    pub binaries: Binaries,
+    pub smoke: bool,
+    pub phase: Duration,
+    pub watchers: Vec<usize>,
+    pub gateway_cpu: usize,
+    pub driver_cpu: usize,
+    pub postgres: String,
+}
+
+type Error = String;
+
+/// The machine a run was made on.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub date: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub memory_gib: f64,
+    /// How the processes were pinned (`taskset -c`), or why they were not.
+    pub pinning: String,
+    pub open_files: u64,
+}
+
+impl Machine {
+    pub fn describe(plan: &Plan) -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default();
+        let memory_gib = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / (1024.0 * 1024.0);
+        // Counted before this process pins itself to one of them.
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let pinned = procs::pin_self(plan.driver_cpu);
+        let pinning = if pinned {
+            format!(
+                "gateway on CPU {}; sandbox and load generator on CPU {}",
+                plan.gateway_cpu, plan.driver_cpu
+            )
+        } else {
+            "not pinned (taskset unavailable)".to_owned()
+        };
+        Machine {
+            date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            cpus,
+            cpu_model,
+            kernel: command_output("uname", &["-sr"]),
+            memory_gib,
+            pinning,
+            open_files: procs::raise_open_files(),
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} · {} × {} · {:.1} GiB · {} · {} · open files {}",
+            self.date,
+            self.cpus,
+            self.cpu_model,
+            self.memory_gib,
+            self.kernel,
+            self.pinning,
+            self.open_files
+        )
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// One process's cost over a whole scenario.
+#[derive(Debug, Serialize)]
+pub struct ProcessUsage {
+    pub name: &'static str,
+    pub cpu: Option<usize>,
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// One measured phase: an offered load, what was achieved, what it cost the gateway, and latencies.
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub name: String,
+    /// Requests (or webhooks) per second offered; `None` for a closed-loop run.
+    pub offered_per_s: Option<f64>,
+    pub achieved_per_s: f64,
+    pub seconds: f64,
+    pub gateway_cpu_seconds: f64,
+    /// Gateway CPU seconds per second of the phase.
+    pub gateway_cores: f64,
+    /// Achieved requests per second ÷ gateway cores.
+    pub per_gateway_core: f64,
+    pub latencies: Vec<(String, Latency)>,
+    /// Latency added by the gateway, in µs: through the gateway − direct, per percentile.
+    pub added_us: Option<Added>,
+    pub generator_lateness: Option<Latency>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Added {
+    pub p50: i64,
+    pub p90: i64,
+    pub p99: i64,
+    pub p999: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub store: String,
+    pub phases: Vec<Phase>,
+    pub processes: Vec<ProcessUsage>,
+}
+
+impl ScenarioResult {
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for phase in &self.phases {
+            out.push_str(&format!(
+                "{}: offered {} /s, achieved {:.0} /s over {:.1} s; gateway {:.2} cores → {:.0} /s per gateway core\n",
+                phase.name,
+                phase
+                    .offered_per_s
+                    .map_or("closed loop".to_owned(), |r| format!("{r:.0}")),
+                phase.achieved_per_s,
+                phase.seconds,
+                phase.gateway_cores,
+                phase.per_gateway_core,
+            ));
+            for (what, l) in &phase.latencies {
+                out.push_str(&format!(
+                    "  {what:<28} n={:<7} err={:<4} p50={:>6}µs p90={:>6}µs p99={:>6}µs p99.9={:>6}µs max={:>7}µs\n",
+                    l.requests, l.errors, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+                ));
+            }
+            if let Some(a) = &phase.added_us {
+                out.push_str(&format!(
+                    "  added by the gateway: p50 {}µs p90 {}µs p99 {}µs p99.9 {}µs\n",
+                    a.p50, a.p90, a.p99, a.p999
+                ));
+            }
+            if let Some(l) = &phase.generator_lateness {
+                out.push_str(&format!(
+                    "  generator lateness: p50 {}µs p99 {}µs max {}µs\n",
+                    l.p50_us, l.p99_us, l.max_us
+                ));
+            }
+            for note in &phase.notes {
+                out.push_str(&format!("  {note}\n"));
+            }
+        }
+        for p in &self.processes {
+            out.push_str(&format!(
+                "{} (CPU {}): {:.2} CPU s, peak RSS {:.1} MiB\n",
+                p.name,
+                p.cpu.map_or("-".to_owned(), |c| c.to_string()),
+                p.cpu_seconds,
+                p.peak_rss_mib
+            ));
+        }
+        out
+    }
+}
+
+/// A sandbox and a gateway for one scenario, with the gateway's store. Fields drop in order: the
+/// processes are killed before their directory and database go.
+struct Env {
+    sandbox: Proc,
+    gateway: Proc,
+    addrs: GatewayAddrs,
+    sandbox_url: String,
+    driver_cpu: usize,
+    _dir: tempfile::TempDir,
+    _database: Option<PostgresDatabase>,
+}
+
+impl Env {
+    async fn start(plan: &Plan, store: &str, webhook_workers: u32) -> Result<Env, Error> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (database, store) = match store {
+            "sqlite" => (None, Store::Sqlite(dir.path().join("gateway.db"))),
+            "postgres" => {
+                let database = PostgresDatabase::create(&plan.postgres)?;
+                let url = database.url.clone();
+                (Some(database), Store::Postgres(url))
+            }
+            other => return Err(format!("unknown store {other}")),
+        };
+        let (sandbox, sandbox_url) =
+            procs::start_sandbox(&plan.binaries.sandbox, Some(plan.driver_cpu), dir.path());
+        let (gateway, addrs) = procs::start_gateway(
+            &plan.binaries.gateway,
+            Some(plan.gateway_cpu),
+            dir.path(),
+            &sandbox_url,
+            &store,
+            webhook_workers,
+        )
+        .await;
+        Ok(Env {
+            sandbox,
+            gateway,
+            addrs,
+            sandbox_url,
+            driver_cpu: plan.driver_cpu,
+            _dir: dir,
+            _database: database,
+        })
+    }
+
+    fn processes(&self) -> Vec<ProcessUsage> {
+        let usage = |p: &Proc| {
+            let u = p.usage();
+            ProcessUsage {
+                name: p.name,
+                cpu: p.cpu,
+                cpu_seconds: u.cpu_seconds,
+                peak_rss_mib: u.peak_rss_bytes as f64 / MIB,
+            }
+        };
+        let own = procs::usage_of(std::process::id());
+        vec![
+            usage(&self.gateway),
+            usage(&self.sandbox),
+            ProcessUsage {
+                name: "load generator",
+                cpu: Some(self.driver_cpu),
+                cpu_seconds: own.cpu_seconds,
+                peak_rss_mib: own.peak_rss_bytes as f64 / MIB,
+            },
+        ]
+    }
+
+    async fn clients(&self, connections: usize) -> Result<Vec<Client>, Error> {
+        let mut clients = Vec::new();
+        for _ in 0..connections {
+            clients.push(connect(self.addrs.grpc).await?);
+        }
+        Ok(clients)
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+
+/// A database of its own on the PostgreSQL server, dropped afterwards.
+struct PostgresDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    fn create(server: &str) -> Result<Self, Error> {
+        let name = format!(
+            "bench_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        );
+        psql(server, &format!("CREATE DATABASE {name}"))?;
+        Ok(PostgresDatabase {
+            server: server.to_owned(),
+            url: format!("{}/{name}", server.trim_end_matches('/')),
+            name,
+        })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(server: &str, statement: &str) -> Result<(), Error> {
+    let out = std::process::Command::new("psql")
+        .arg(format!("{}/postgres", server.trim_end_matches('/')))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+type Client = OnboardingClient<Channel>;
+
+async fn connect(addr: std::net::SocketAddr) -> Result<Client, Error> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(OnboardingClient::new(channel))
+}
+
+/// Creates `count` applications through the gateway; their ids.
+async fn seed(clients: &[Client], count: usize, prefix: &str) -> Result<Vec<String>, Error> {
+    let results: Vec<Result<String, Error>> = stream::iter(0..count)
+        .map(|i| {
+            let mut client = clients[i % clients.len()].clone();
+            let prefix = prefix.to_owned();
+            async move {
+                let answer = client
+                    .submit_idv_session(pb::SubmitIdvSessionRequest {
+                        external_reference: format!("{prefix}-{i}"),
+                        session_id: format!("{prefix}-session-{i}"),
+                        provider_id: "ONDATO".into(),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .map_err(|e| format!("seeding: {e}"))?;
+                answer
+                    .into_inner()
+                    .application
+                    .map(|a| a.application_id)
+                    .ok_or_else(|| "seeding: no application".to_owned())
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+fn http_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// An access token for the harness's own direct calls to the sandbox.
+async fn direct_token(http: &reqwest::Client, sandbox: &str) -> Result<String, Error> {
+    let answer: serde_json::Value = http
+        .post(format!("{sandbox}/auth/v1/oauth2/token"))
+        .basic_auth(procs::CLIENT_ID, Some(procs::CLIENT_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code={}",
+            procs::DIRECT_AUTH_CODE
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("token: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("token: {e}"))?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("token: no access_token in {answer}"))
+}
+
+/// A closed-loop phase: `(answered per second, seconds, gateway CPU seconds)` and the latency of `what`.
+fn closed_loop_phase(name: String, run: (f64, f64, f64), what: &str, latency: Latency) -> Phase {
+    let (rate, seconds, cpu) = run;
+    Phase {
+        name,
+        offered_per_s: None,
+        achieved_per_s: rate,
+        seconds,
+        gateway_cpu_seconds: cpu,
+        gateway_cores: cpu / seconds,
+        per_gateway_core: rate / (cpu / seconds).max(1e-9),
+        latencies: vec![(what.to_owned(), latency)],
+        added_us: None,
+        generator_lateness: None,
+        notes: vec![],
+    }
+}
+
+fn store_label(store: &str) -> &'static str {
+    if store == "postgres" {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    }
+}
+
+fn cpu_between(before: Usage, after: Usage) -> f64 {
+    after.cpu_seconds - before.cpu_seconds
+}
+
+pub async fn run(plan: &Plan, scenario: &str, store: &str) -> Result<ScenarioResult, Error> {
+    match scenario {
+        "unary" => unary::run(plan).await,
+        "fanout" => fanout::run(plan, store).await,
+        "watchers" => watchers::run(plan).await,
+        "ingest" => ingest::run(plan, store).await,
+        other => Err(format!("unknown scenario {other}")),
+    }
+}

@@ -1,0 +1,157 @@
+//! Unary overhead: `GetApplication` through the gateway against a direct GET of the same application.
+
+use super::*;
+
+pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
+    let env = Env::start(plan, "sqlite", 16).await?;
+    let clients = env.clients(4).await?;
+    let apps = Arc::new(seed(&clients, if plan.smoke { 50 } else { 1000 }, "unary").await?);
+    let http = http_client()?;
+    let token = direct_token(&http, &env.sandbox_url).await?;
+    let paths = Paths {
+        clients: clients.clone(),
+        http: http.clone(),
+        token,
+        sandbox: env.sandbox_url.clone(),
+        apps: apps.clone(),
+    };
+    // Warm-up: connections, caches, the allocator.
+    both_paths(&env, &paths, 500.0, Duration::from_secs(1), "warm-up").await;
+
+    let mut phases = vec![both_paths(&env, &paths, 1000.0, plan.phase, "1,000 req/s").await];
+
+    // The most the gateway answers: closed loop, 64 calls in flight over 4 connections.
+    let before = env.gateway.usage();
+    let started = Instant::now();
+    let saturating = {
+        let (clients, apps) = (clients.clone(), apps.clone());
+        move |i: u64| {
+            let mut client = clients[i as usize % clients.len()].clone();
+            let id = apps[i as usize % apps.len()].clone();
+            async move { client.get_application(get(&id)).await.is_ok() }
+        }
+    };
+    let (max, latency) = load::saturate(64, plan.phase, saturating).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_between(before, env.gateway.usage());
+    phases.push(closed_loop_phase(
+        "maximum (closed loop, 64 in flight)".into(),
+        (max, seconds, cpu),
+        "GetApplication via gateway",
+        latency,
+    ));
+    let seventy = (max * 0.7).floor();
+    phases.push(both_paths(&env, &paths, seventy, plan.phase, "70 % of maximum").await);
+    Ok(ScenarioResult {
+        scenario: "unary".into(),
+        store: "SQLite".into(),
+        phases,
+        processes: env.processes(),
+    })
+}
+
+#[derive(Clone)]
+struct Paths {
+    clients: Vec<Client>,
+    http: reqwest::Client,
+    token: String,
+    sandbox: String,
+    apps: Arc<Vec<String>>,
+}
+
+fn get(id: &str) -> pb::GetApplicationRequest {
+    pb::GetApplicationRequest {
+        key: Some(get_application_request::Key::ApplicationId(id.to_owned())),
+    }
+}
+
+/// One open-loop phase at `rate`: each tick asks for one application through the gateway and, directly,
+/// from the sandbox (which of the two goes first alternates).
+async fn both_paths(env: &Env, paths: &Paths, rate: f64, duration: Duration, name: &str) -> Phase {
+    let requests = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let (via_gateway, direct) = (Recorder::default(), Recorder::default());
+    // Failed calls through the gateway, by gRPC status code.
+    let refused: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let mut tasks = Vec::with_capacity(requests as usize * 2);
+    let before = env.gateway.usage();
+    let started = Instant::now();
+    let lateness = load::paced(rate, requests, |i| {
+        let id = paths.apps[i as usize % paths.apps.len()].clone();
+        let gateway_call = {
+            let mut client = paths.clients[i as usize % paths.clients.len()].clone();
+            let (recorder, id, refused) = (via_gateway.clone(), id.clone(), refused.clone());
+            async move {
+                let sent = Instant::now();
+                let answer = client.get_application(get(&id)).await;
+                recorder.record(sent.elapsed(), answer.is_ok());
+                if let Err(status) = answer {
+                    *refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(format!("{:?}", status.code()))
+                        .or_default() += 1;
+                }
+            }
+        };
+        let direct_call = {
+            let request = paths
+                .http
+                .get(format!(
+                    "{}/baas/onboarding/personal/applications/{id}",
+                    paths.sandbox
+                ))
+                .bearer_auth(&paths.token);
+            let recorder = direct.clone();
+            async move {
+                let sent = Instant::now();
+                let ok = match request.send().await {
+                    Ok(answer) if answer.status().is_success() => answer.bytes().await.is_ok(),
+                    _ => false,
+                };
+                recorder.record(sent.elapsed(), ok);
+            }
+        };
+        if i % 2 == 0 {
+            tasks.push(tokio::spawn(gateway_call));
+            tasks.push(tokio::spawn(direct_call));
+        } else {
+            tasks.push(tokio::spawn(direct_call));
+            tasks.push(tokio::spawn(gateway_call));
+        }
+    })
+    .await;
+    for task in tasks {
+        let _ = task.await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_between(before, env.gateway.usage());
+    let (g, d) = (via_gateway.latency(), direct.latency());
+    let added = Added {
+        p50: g.p50_us as i64 - d.p50_us as i64,
+        p90: g.p90_us as i64 - d.p90_us as i64,
+        p99: g.p99_us as i64 - d.p99_us as i64,
+        p999: g.p999_us as i64 - d.p999_us as i64,
+    };
+    let achieved = (g.requests - g.errors) as f64 / seconds;
+    Phase {
+        name: name.to_owned(),
+        offered_per_s: Some(rate),
+        achieved_per_s: achieved,
+        seconds,
+        gateway_cpu_seconds: cpu,
+        gateway_cores: cpu / seconds,
+        per_gateway_core: achieved / (cpu / seconds).max(1e-9),
+        latencies: vec![
+            ("GetApplication via gateway".into(), g),
+            ("GET direct from the sandbox".into(), d),
+        ],
+        added_us: Some(added),
+        generator_lateness: Some(lateness),
+        notes: refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(code, n)| format!("{n} calls through the gateway failed with {code}"))
+            .collect(),
+    }
+}
