@@ -3,9 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{Postgres, Row, Transaction};
 
-use super::{CHANNEL, PostgresStore};
+use super::{PostgresStore, group_commit};
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
     store::{Applied, Event, Source, StoreError, micros, rows::event},
@@ -24,7 +23,9 @@ macro_rules! select_applications {
 }
 
 pub(super) const BY_ID: &str = select_applications!("WHERE id = $1");
-const BY_ID_FOR_UPDATE: &str = select_applications!("WHERE id = $1 FOR UPDATE");
+/// Sorted before they are locked, so that concurrent rounds take shared rows in the same order.
+pub(super) const BY_IDS_FOR_UPDATE: &str =
+    select_applications!("WHERE id = ANY($1) ORDER BY id FOR UPDATE");
 /// Terminal applications are never polled again, so a poll time means "not finished".
 pub(super) const WAITING_LONGEST: &str =
     select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT $1");
@@ -41,7 +42,7 @@ const LATEST_BY_SESSION: &str = select_applications!(
 const EVENT_COLUMNS: &str = "application_id, owner, external_reference, person_id, status, upstream_status, \
     last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq";
 
-fn next_poll(
+pub(super) fn next_poll(
     schedule: &PollSchedule,
     app: &Application,
     unchanged: u32,
@@ -56,45 +57,6 @@ impl PostgresStore {
     pub(super) fn session_hash(&self, session: &SecretString) -> [u8; 32] {
         self.key
             .hash("idv session", &[session.expose_secret().as_bytes()])
-    }
-
-    /// Appends `app` to the event log, points the application at it (`last_seq`) and notifies the other
-    /// replicas; returns its sequence. The sequence counter's row lock orders every append, so it is taken
-    /// last and everything after it is one statement: the lock is held for that statement and the commit,
-    /// not for a round trip per step (each of which once cost the whole cluster's appends a wait).
-    async fn append(
-        tx: &mut Transaction<'_, Postgres>,
-        app: &Application,
-    ) -> Result<u64, StoreError> {
-        // Data-modifying CTEs all run, referenced or not; the notification is delivered to listeners when
-        // (and only if) the transaction commits.
-        let seq: i64 = sqlx::query_scalar(
-            "WITH next AS ( \
-                 UPDATE log_sequence SET value = value + 1 WHERE id = 1 RETURNING value \
-             ), appended AS ( \
-                 INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
-                 status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-                 SELECT value, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM next RETURNING seq \
-             ), pointed AS ( \
-                 UPDATE applications SET last_seq = (SELECT seq FROM appended) WHERE id = $1 \
-             ) \
-             SELECT seq FROM appended, pg_notify($12, seq::text || ':' || $1)",
-        )
-        .bind(app.id.as_str())
-        .bind(app.version as i64)
-        .bind(&app.owner)
-        .bind(&app.external_reference)
-        .bind(&app.person_id)
-        .bind(app.status.as_str())
-        .bind(&app.upstream_status)
-        .bind(app.last_known_status.as_str())
-        .bind(&app.baas_client_id)
-        .bind(micros(app.create_time))
-        .bind(micros(app.update_time))
-        .bind(CHANNEL)
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok(seq as u64)
     }
 
     pub(super) async fn insert_application_impl(
@@ -139,7 +101,7 @@ impl PostgresStore {
                 .await?
                 .ok_or_else(|| StoreError("application vanished".into()));
         }
-        let seq = Self::append(&mut tx, &app).await?;
+        let seq = group_commit::append_all(&mut tx, std::slice::from_ref(&app)).await?;
         tx.commit().await?;
         Ok(Applied {
             event: Event {
@@ -150,6 +112,7 @@ impl PostgresStore {
         })
     }
 
+    /// Runs the status machine on `seen` in the replica's next group-commit round (`group_commit.rs`).
     pub(super) async fn apply_impl(
         &self,
         id: &ApplicationId,
@@ -157,61 +120,17 @@ impl PostgresStore {
         source: Source,
         schedule: &PollSchedule,
     ) -> Result<Option<Applied>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The row lock serialises news about one application across replicas.
-        let Some(row) = sqlx::query(BY_ID_FOR_UPDATE)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let pending = group_commit::Pending {
+            id: id.clone(),
+            seen: seen.clone(),
+            source,
+            schedule: schedule.clone(),
+            reply,
         };
-        let current = event(&row)?;
-        let unchanged: i64 = row.try_get("unchanged_polls")?;
-        let now = crate::domain::now();
-        let Some(next) = current.application.apply(seen, now) else {
-            if source == Source::Poll {
-                let unchanged = (unchanged as u32).saturating_add(1);
-                sqlx::query(
-                    "UPDATE applications SET unchanged_polls = $1, next_poll_at = $2 WHERE id = $3",
-                )
-                .bind(i64::from(unchanged))
-                .bind(next_poll(schedule, &current.application, unchanged, now))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-            return Ok(Some(Applied {
-                event: current,
-                changed: false,
-            }));
-        };
-        sqlx::query(
-            "UPDATE applications SET person_id = $1, status = $2, upstream_status = $3, \
-             last_known_status = $4, baas_client_id = $5, version = $6, updated_at = $7, \
-             next_poll_at = $8, unchanged_polls = 0 WHERE id = $9",
-        )
-        .bind(&next.person_id)
-        .bind(next.status.as_str())
-        .bind(&next.upstream_status)
-        .bind(next.last_known_status.as_str())
-        .bind(&next.baas_client_id)
-        .bind(next.version as i64)
-        .bind(micros(next.update_time))
-        .bind(next_poll(schedule, &next, 0, now))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let seq = Self::append(&mut tx, &next).await?;
-        tx.commit().await?;
-        Ok(Some(Applied {
-            event: Event {
-                seq,
-                application: next,
-            },
-            changed: true,
-        }))
+        let closed = || StoreError("the store is closing".into());
+        self.applier.send(pending).await.map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
     }
 
     pub(super) async fn waiting_longest_impl(

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: several replicas sharing one database.
 //!
 //! What makes a cluster behave as one gateway lives here: the event log's sequence is commit order (a
-//! counter row locked by each appending transaction); inbox rows and due polls are taken with
+//! counter row locked by each appending transaction; news is applied in group-commit rounds, so that one
+//! lock hold and one WAL flush carry many changes); inbox rows and due polls are taken with
 //! `FOR UPDATE SKIP LOCKED` and leases, so replicas share the work and a dead replica's share is taken over
 //! when its leases run out; idempotency records are created atomically; one replica at a time renews the
 //! OAuth pair (a transaction-scoped advisory lock); and every append notifies the other replicas
@@ -10,6 +11,7 @@
 
 mod applications;
 mod erasure;
+mod group_commit;
 mod inbox;
 mod interface;
 mod oauth;
@@ -36,6 +38,8 @@ pub struct PostgresOptions {
 pub struct PostgresStore {
     pool: PgPool,
     key: StoreKey,
+    /// The replica's group-commit applier (`apply` goes through it).
+    applier: mpsc::Sender<group_commit::Pending>,
 }
 
 impl PostgresStore {
@@ -50,9 +54,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(PostgresStore { pool, key })
+        let applier = group_commit::start(connect, options.acquire_timeout);
+        Ok(PostgresStore { pool, key, applier })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,0 +1,303 @@
+//! Group commit for `apply`: the news waiting at one moment is applied in one transaction.
+//!
+//! Every append takes the event log's counter row (that is what makes sequence order commit order across
+//! replicas), and the lock is held until the commit's WAL flush. One transaction per piece of news would
+//! cap the whole cluster at one flush and one lock hand-over between database sessions per change: under
+//! a burst of notifications the appends queue on the lock and their latency grows with the queue. Here a
+//! replica applies whatever news is waiting in one transaction of four statements, however many items it
+//! holds: the rows are locked in id order (so two replicas' rounds cannot deadlock), the status machine
+//! runs in memory, every changed row is written by one `UPDATE` and every new version appended by one
+//! statement. Rounds run one at a time per replica; news arriving during a round waits for the next one,
+//! so a lone change is applied at once and a burst is carried by a few rounds. The applier keeps a
+//! connection of its own, outside the pool: news never queues for a connection behind a crowd of reads
+//! and inbox writes.
+
+use std::{collections::HashMap, time::Duration};
+
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction, postgres::PgConnectOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    CHANNEL,
+    applications::{BY_IDS_FOR_UPDATE, next_poll},
+};
+use crate::{
+    domain::{Application, ApplicationId, Observation, poll::PollSchedule},
+    store::{Applied, Event, Source, StoreError, micros, rows::event},
+};
+
+/// News waiting to be applied, and where its outcome goes.
+pub(super) struct Pending {
+    pub id: ApplicationId,
+    pub seen: Observation,
+    pub source: Source,
+    pub schedule: PollSchedule,
+    pub reply: oneshot::Sender<Result<Option<Applied>, StoreError>>,
+}
+
+/// Items per round at most: bounds one transaction's size and how long its row locks are held.
+const ROUND: usize = 256;
+/// News queued beyond this waits for room (back-pressure on the notification workers and callers).
+const QUEUE: usize = 4096;
+
+/// Starts the replica's applier; it stops when the returned sender (the store) is dropped.
+/// `within` bounds each attempt to (re)connect, as it bounds the pool's.
+pub(super) fn start(connect: PgConnectOptions, within: Duration) -> mpsc::Sender<Pending> {
+    let (sender, receiver) = mpsc::channel(QUEUE);
+    tokio::spawn(run(connect, within, receiver));
+    sender
+}
+
+async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Receiver<Pending>) {
+    let mut round = Vec::with_capacity(ROUND);
+    let mut connection: Option<PgConnection> = None;
+    while queue.recv_many(&mut round, ROUND).await > 0 {
+        let result = match connection.as_mut() {
+            Some(connection) => apply_round(connection, &round).await,
+            None => {
+                match tokio::time::timeout(within, PgConnection::connect_with(&connect)).await {
+                    Ok(Ok(fresh)) => apply_round(connection.insert(fresh), &round).await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(StoreError("could not connect in time".into())),
+                }
+            }
+        };
+        match result {
+            Ok(outcomes) => {
+                for (pending, outcome) in round.drain(..).zip(outcomes) {
+                    // A caller that gave up (its deadline passed) no longer listens; what it brought is
+                    // applied all the same, as it would have been had it waited.
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                // The connection may be what failed: the next round starts on a new one.
+                connection = None;
+                for pending in round.drain(..) {
+                    let _ = pending.reply.send(Err(StoreError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Where an application's current version sits in the log.
+#[derive(Debug, Clone, Copy)]
+enum Seq {
+    /// Committed earlier, at this sequence.
+    Stored(u64),
+    /// Appended by this round, as its n-th new version.
+    Appended(usize),
+}
+
+/// One application as this round leaves it.
+struct Locked {
+    current: Application,
+    seq: Seq,
+    unchanged_polls: u32,
+    /// The next poll, when the row must be written (it changed, or a poll found nothing new).
+    write: Option<Option<i64>>,
+}
+
+/// Applies `round` in one transaction; the outcomes are in the order of `round`.
+async fn apply_round(
+    connection: &mut PgConnection,
+    round: &[Pending],
+) -> Result<Vec<Option<Applied>>, StoreError> {
+    let mut ids: Vec<&str> = round.iter().map(|p| p.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+
+    let mut tx = connection.begin().await?;
+    // Locked in id order (the query sorts before it locks): rounds of different replicas take shared
+    // rows in the same order, and serialise news about one application across replicas.
+    let mut rows: HashMap<String, Locked> = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(BY_IDS_FOR_UPDATE)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let current = event(&row)?;
+        let unchanged: i64 = row.try_get("unchanged_polls")?;
+        rows.insert(
+            current.application.id.as_str().to_owned(),
+            Locked {
+                current: current.application,
+                seq: Seq::Stored(current.seq),
+                unchanged_polls: u32::try_from(unchanged).unwrap_or(u32::MAX),
+                write: None,
+            },
+        );
+    }
+
+    // The status machine, item by item: news about one application in the same round builds on what
+    // the earlier items made of it.
+    let now = crate::domain::now();
+    let mut appended: Vec<Application> = Vec::new();
+    let mut outcomes: Vec<Option<(Application, Seq, bool)>> = Vec::with_capacity(round.len());
+    for pending in round {
+        let Some(row) = rows.get_mut(pending.id.as_str()) else {
+            outcomes.push(None);
+            continue;
+        };
+        match row.current.apply(&pending.seen, now) {
+            Some(next) => {
+                row.unchanged_polls = 0;
+                row.write = Some(next_poll(&pending.schedule, &next, 0, now));
+                row.seq = Seq::Appended(appended.len());
+                appended.push(next.clone());
+                row.current = next;
+                outcomes.push(Some((row.current.clone(), row.seq, true)));
+            }
+            None => {
+                if pending.source == Source::Poll {
+                    row.unchanged_polls = row.unchanged_polls.saturating_add(1);
+                    row.write = Some(next_poll(
+                        &pending.schedule,
+                        &row.current,
+                        row.unchanged_polls,
+                        now,
+                    ));
+                }
+                outcomes.push(Some((row.current.clone(), row.seq, false)));
+            }
+        }
+    }
+
+    write_rows(&mut tx, &rows).await?;
+    let first = append_all(&mut tx, &appended).await?;
+    tx.commit().await?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.map(|(application, seq, changed)| Applied {
+                event: Event {
+                    seq: match seq {
+                        Seq::Stored(seq) => seq,
+                        Seq::Appended(n) => first + n as u64,
+                    },
+                    application,
+                },
+                changed,
+            })
+        })
+        .collect())
+}
+
+/// Writes every row the round changed (its columns as left by the status machine, its poll schedule).
+async fn write_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &HashMap<String, Locked>,
+) -> Result<(), StoreError> {
+    let written: Vec<(&Application, u32, Option<i64>)> = rows
+        .values()
+        .filter_map(|r| {
+            r.write
+                .map(|next_poll| (&r.current, r.unchanged_polls, next_poll))
+        })
+        .collect();
+    if written.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
+        written.iter().map(|(app, _, _)| f(app)).collect()
+    };
+    sqlx::query(
+        "UPDATE applications AS a SET person_id = u.person_id, status = u.status, \
+         upstream_status = u.upstream_status, last_known_status = u.last_known_status, \
+         baas_client_id = u.baas_client_id, version = u.version, updated_at = u.updated_at, \
+         next_poll_at = u.next_poll_at, unchanged_polls = u.unchanged_polls \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) \
+         AS u(id, person_id, status, upstream_status, last_known_status, baas_client_id, version, \
+         updated_at, next_poll_at, unchanged_polls) \
+         WHERE a.id = u.id",
+    )
+    .bind(column(|a| Some(a.id.as_str().to_owned())))
+    .bind(column(|a| a.person_id.clone()))
+    .bind(column(|a| Some(a.status.as_str().to_owned())))
+    .bind(column(|a| Some(a.upstream_status.clone())))
+    .bind(column(|a| Some(a.last_known_status.as_str().to_owned())))
+    .bind(column(|a| a.baas_client_id.clone()))
+    .bind(
+        written
+            .iter()
+            .map(|(a, _, _)| a.version as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        written
+            .iter()
+            .map(|(a, _, _)| micros(a.update_time))
+            .collect::<Vec<_>>(),
+    )
+    .bind(written.iter().map(|(_, _, at)| *at).collect::<Vec<_>>())
+    .bind(
+        written
+            .iter()
+            .map(|(_, unchanged, _)| i64::from(*unchanged))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends `versions` to the event log in this order, points each application at its newest one
+/// (`last_seq`) and notifies the other replicas; returns the sequence of the first (the rest follow it).
+///
+/// The counter's row lock is taken last and everything after it is this one statement, so the lock is
+/// held for the statement and the commit only — not for a round trip per step.
+pub(super) async fn append_all(
+    tx: &mut Transaction<'_, Postgres>,
+    versions: &[Application],
+) -> Result<u64, StoreError> {
+    if versions.is_empty() {
+        return Ok(0);
+    }
+    let text = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
+        versions.iter().map(f).collect()
+    };
+    let integer = |f: fn(&Application) -> i64| -> Vec<i64> { versions.iter().map(f).collect() };
+    // Data-modifying CTEs all run, referenced or not; `pg_notify` (in the final query, so that it runs
+    // once per appended row) delivers to listeners when, and only if, the transaction commits.
+    let (last, _notified): (i64, i64) = sqlx::query_as(
+        "WITH next AS ( \
+             UPDATE log_sequence SET value = value + $1 WHERE id = 1 RETURNING value \
+         ), appended AS ( \
+             INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
+             status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
+             SELECT next.value - $1 + u.n, u.application_id, u.version, u.owner, u.external_reference, \
+             u.person_id, u.status, u.upstream_status, u.last_known_status, u.baas_client_id, \
+             u.created_at, u.recorded_at \
+             FROM next, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) WITH ORDINALITY \
+             AS u(application_id, version, owner, external_reference, person_id, status, upstream_status, \
+             last_known_status, baas_client_id, created_at, recorded_at, n) \
+             RETURNING seq, application_id \
+         ), pointed AS ( \
+             UPDATE applications AS a SET last_seq = newest.seq \
+             FROM (SELECT application_id, max(seq) AS seq FROM appended GROUP BY application_id) AS newest \
+             WHERE a.id = newest.application_id \
+         ) \
+         SELECT (SELECT value FROM next), \
+         (SELECT count(pg_notify($13, seq::text || ':' || application_id)) FROM appended)",
+    )
+    .bind(versions.len() as i64)
+    .bind(text(|a| Some(a.id.as_str().to_owned())))
+    .bind(integer(|a| a.version as i64))
+    .bind(text(|a| Some(a.owner.clone())))
+    .bind(text(|a| Some(a.external_reference.clone())))
+    .bind(text(|a| a.person_id.clone()))
+    .bind(text(|a| Some(a.status.as_str().to_owned())))
+    .bind(text(|a| Some(a.upstream_status.clone())))
+    .bind(text(|a| Some(a.last_known_status.as_str().to_owned())))
+    .bind(text(|a| a.baas_client_id.clone()))
+    .bind(integer(|a| micros(a.create_time)))
+    .bind(integer(|a| micros(a.update_time)))
+    .bind(CHANNEL)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((last - versions.len() as i64 + 1) as u64)
+}
