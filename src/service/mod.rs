@@ -23,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use fanout::Watchers;
@@ -103,6 +103,8 @@ pub struct Onboarding {
     instance: String,
     /// A notification was recorded: wake the inbox workers.
     inbox_wake: Notify,
+    /// Confirmed notifications, for the finisher to clear from the inbox.
+    finished: mpsc::UnboundedSender<i64>,
     /// Applications to poll at once because their notification could not be recorded.
     urgent_polls: Mutex<HashSet<ApplicationId>>,
     poll_wake: Notify,
@@ -118,6 +120,7 @@ impl Onboarding {
         settings: Settings,
         stopping: CancellationToken,
     ) -> Arc<Self> {
+        let (finished, finished_queue) = mpsc::unbounded_channel();
         let this = Arc::new(Onboarding {
             connectpay,
             store,
@@ -126,12 +129,16 @@ impl Onboarding {
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
+            finished,
             urgent_polls: Mutex::new(HashSet::new()),
             poll_wake: Notify::new(),
             stopping,
         });
+        tokio::spawn(this.clone().run_finisher(finished_queue));
         if this.settings.notification_workers > 0 {
-            tokio::spawn(this.clone().run_inbox());
+            for _ in 0..notifications::INBOX_LOOPS {
+                tokio::spawn(this.clone().run_inbox());
+            }
         }
         tokio::spawn(this.clone().run_poller());
         tokio::spawn(this.clone().run_change_feed());

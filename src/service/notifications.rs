@@ -13,11 +13,12 @@ use std::{
 };
 
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{Onboarding, Via, pause};
 use crate::{
-    domain::{ApplicationId, Deadline, Observation},
+    domain::{Application, ApplicationId, Deadline, Observation},
     store::{InboxEntry, InboxRow, Source},
     telemetry::{context, metrics},
 };
@@ -49,11 +50,32 @@ pub enum Outcome {
     Degraded,
 }
 
+/// What becomes of a group of recorded notifications once it has been handled.
+struct Verdict {
+    /// Cleared from the inbox: confirmed, given up on, or about no application of this gateway.
+    finished: Vec<i64>,
+    /// Taken again after this pause.
+    retry: Option<(Vec<InboxRow>, Duration)>,
+}
+
+impl Verdict {
+    fn finished(rows: &[InboxRow]) -> Self {
+        Verdict {
+            finished: rows.iter().map(|r| r.id).collect(),
+            retry: None,
+        }
+    }
+}
+
 /// How long a notification about an application the gateway does not know is kept: the submit's answer
 /// may still be on its way when a quick IDV decision is notified.
 const UNKNOWN_GRACE: Duration = Duration::from_secs(30);
-/// Notifications taken per round.
-const BATCH: usize = 64;
+/// Notifications taken per round of one inbox loop.
+const BATCH: usize = 32;
+/// Inbox loops per process. Each takes a batch, confirms it and clears it; with several, batches overlap,
+/// so a notification that arrives while one batch waits for ConnectPay or the store finds a loop free
+/// instead of waiting for the whole batch to end.
+pub(super) const INBOX_LOOPS: usize = 4;
 /// After this many failed confirmations a notification is dropped; the poller catches up instead.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -185,37 +207,92 @@ impl Onboarding {
         }
     }
 
-    /// One GET per application, however many of its notifications are in the batch.
+    /// One GET per application, however many of its notifications are in the batch; the confirmed
+    /// notifications are cleared together, in one store write.
     async fn confirm_batch(self: &Arc<Self>, rows: Vec<InboxRow>) {
-        let mut groups: HashMap<Option<ApplicationId>, Vec<InboxRow>> = HashMap::new();
-        for row in rows {
-            let id = match (&row.entry.application_id, &row.entry.person_id) {
-                (Some(id), _) => self.store.current(id).await,
-                (None, Some(person)) => self.store.latest_for_person(person).await,
-                (None, None) => Ok(None),
-            };
-            let id = match id {
-                Ok(found) => found.map(|event| event.application.id),
+        let workers = self
+            .settings
+            .notification_workers
+            .div_ceil(INBOX_LOOPS)
+            .max(1);
+        // Which application each names, read concurrently: one read after another would make a round
+        // of the batch's size wait for as many store round trips before its first GET.
+        let named: Vec<_> = futures::stream::iter(rows)
+            .map(|row| async move {
+                let found = match (&row.entry.application_id, &row.entry.person_id) {
+                    (Some(id), _) => self.store.current(id).await,
+                    (None, Some(person)) => self.store.latest_for_person(person).await,
+                    (None, None) => Ok(None),
+                };
+                (found, row)
+            })
+            .buffer_unordered(workers)
+            .collect()
+            .await;
+        let mut groups: HashMap<Option<ApplicationId>, (Option<Application>, Vec<InboxRow>)> =
+            HashMap::new();
+        for (found, row) in named {
+            let app = match found {
+                Ok(found) => found.map(|event| event.application),
                 Err(e) => {
                     tracing::error!(error = %e, "store failure while confirming notifications");
                     self.postpone(&[row], Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            groups.entry(id).or_default().push(row);
+            let group = groups
+                .entry(app.as_ref().map(|a| a.id.clone()))
+                .or_default();
+            group.0 = group.0.take().or(app);
+            group.1.push(row);
         }
-        let workers = self.settings.notification_workers.max(1);
-        futures::stream::iter(groups)
-            .for_each_concurrent(workers, |(id, rows)| async move {
-                match id {
-                    Some(id) => self.confirm(id, rows).await,
-                    None => self.unknown(rows).await,
+        let verdicts: Vec<Verdict> = futures::stream::iter(groups.into_values())
+            .map(|(app, rows)| async move {
+                match app {
+                    Some(app) => self.confirm(app, rows).await,
+                    None => self.unknown(rows),
                 }
             })
+            .buffer_unordered(workers)
+            .collect()
             .await;
+        for verdict in verdicts {
+            self.settle(verdict).await;
+        }
     }
 
-    async fn confirm(&self, id: ApplicationId, rows: Vec<InboxRow>) {
+    /// Clears what a verdict finished (through the finisher, which clears many in one write) and
+    /// postpones what it retries.
+    async fn settle(&self, verdict: Verdict) {
+        for id in verdict.finished {
+            // The finisher stops only with the gateway: then the lease runs out and the notification is
+            // confirmed again, which is harmless (only a GET more).
+            let _ = self.finished.send(id);
+        }
+        if let Some((rows, pause_for)) = verdict.retry {
+            self.postpone(&rows, pause_for).await;
+        }
+    }
+
+    /// Clears finished notifications from the inbox until the gateway stops: whatever finished while
+    /// the previous write ran goes in the next one.
+    pub(super) async fn run_finisher(self: Arc<Self>, mut finished: mpsc::UnboundedReceiver<i64>) {
+        let mut ids = Vec::new();
+        loop {
+            tokio::select! {
+                () = self.stopping.cancelled() => return,
+                taken = finished.recv_many(&mut ids, 1024) => if taken == 0 { return },
+            }
+            if let Err(e) = self.store.finish_notifications(&ids).await {
+                // They will be confirmed again once their lease runs out: harmless, only a GET more.
+                tracing::warn!(error = %e, "could not clear confirmed notifications");
+            }
+            ids.clear();
+        }
+    }
+
+    async fn confirm(&self, known: Application, rows: Vec<InboxRow>) -> Verdict {
+        let id = known.id.clone();
         let via = if rows.iter().any(|r| r.entry.via_application) {
             Via::Application
         } else {
@@ -234,27 +311,21 @@ impl Onboarding {
                 context::link_to(&span, traceparent);
             }
         }
-        let result = async {
-            let known = self.stored(&id).await?;
-            let deadline = Deadline::after(self.settings.upstream_timeout);
-            self.refresh(known, via, Source::Other, deadline).await
-        }
-        .instrument(span)
-        .await;
+        let deadline = Deadline::after(self.settings.upstream_timeout);
+        let result = self
+            .refresh(known, via, Source::Other, deadline)
+            .instrument(span)
+            .await;
         let confirmed = |outcome: &'static str| {
             metrics::metrics()
                 .notifications_confirmed
                 .get_or_create(&metrics::Outcome { outcome })
                 .inc_by(rows.len() as u64);
         };
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         match result {
             Ok(_) => {
                 confirmed("confirmed");
-                if let Err(e) = self.store.finish_notifications(&ids).await {
-                    // They will be confirmed again once their lease runs out: harmless, only a GET more.
-                    tracing::warn!(error = %e, "could not clear confirmed notifications");
-                }
+                Verdict::finished(&rows)
             }
             Err(e) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
@@ -262,16 +333,15 @@ impl Onboarding {
                     confirmed("dropped");
                     tracing::warn!(application_id = %id, reason = %e.reason,
                         "giving up confirming notifications; the poller will catch up");
-                    let _ = self.store.finish_notifications(&ids).await;
+                    Verdict::finished(&rows)
                 } else {
                     confirmed("retried");
                     tracing::info!(application_id = %id, reason = %e.reason, attempts,
                         "confirming notifications failed; will retry");
-                    self.postpone(
-                        &rows,
-                        Duration::from_millis(500) * 2u32.pow(attempts.min(8)),
-                    )
-                    .await;
+                    Verdict {
+                        finished: Vec::new(),
+                        retry: Some((rows, Duration::from_millis(500) * 2u32.pow(attempts.min(8)))),
+                    }
                 }
             }
         }
@@ -279,7 +349,7 @@ impl Onboarding {
 
     /// Notifications about no application this gateway created: kept a little while (the submit's answer
     /// may still be on its way), then dropped. ConnectPay is never asked about them.
-    async fn unknown(&self, rows: Vec<InboxRow>) {
+    fn unknown(&self, rows: Vec<InboxRow>) -> Verdict {
         let now = SystemTime::now();
         let (expired, young): (Vec<_>, Vec<_>) = rows
             .into_iter()
@@ -295,11 +365,10 @@ impl Onboarding {
                 count = expired.len(),
                 "notifications about applications this gateway did not create; ignored"
             );
-            let ids: Vec<i64> = expired.iter().map(|r| r.id).collect();
-            let _ = self.store.finish_notifications(&ids).await;
         }
-        if !young.is_empty() {
-            self.postpone(&young, Duration::from_secs(1)).await;
+        Verdict {
+            finished: expired.iter().map(|r| r.id).collect(),
+            retry: (!young.is_empty()).then(|| (young, Duration::from_secs(1))),
         }
     }
 
