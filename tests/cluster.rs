@@ -139,8 +139,8 @@ fn decode_token(token: &str) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() {
+/// A store of the test's own (its own database), used directly, with the poll schedule its writes take.
+async fn store_of_its_own() -> (TestDatabase, Arc<PostgresStore>, PollSchedule) {
     let database = TestDatabase::create().await;
     let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
     let options = PostgresOptions {
@@ -158,15 +158,45 @@ async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() 
         review_interval: Duration::from_secs(60),
         max_interval: Duration::from_secs(60),
     };
+    (database, store, schedule)
+}
 
-    const WRITERS: usize = 12;
-    const APPLICATIONS_EACH: usize = 10;
-    let seen = |status: Status| Observation {
+/// ConnectPay reporting `status` and nothing else.
+fn seen(status: Status) -> Observation {
+    Observation {
         status,
         upstream_status: status.as_str().into(),
         person_id: None,
         baas_client_id: None,
-    };
+    }
+}
+
+/// Records application `id` as a submit would (its session id is derived from the id).
+async fn create(
+    store: &PostgresStore,
+    schedule: &PollSchedule,
+    id: &ApplicationId,
+    reference: &str,
+) {
+    let app = Application::created(
+        id.clone(),
+        "anonymous".into(),
+        reference.into(),
+        seen(Status::IdvTokenGenerated),
+        onboarding_gateway::domain::now(),
+    );
+    store
+        .insert_application(app, &SecretString::from(format!("s-{id}")), schedule)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() {
+    let (_database, store, schedule) = store_of_its_own().await;
+
+    const WRITERS: usize = 12;
+    const APPLICATIONS_EACH: usize = 10;
     // Many connections append at once: each inserts applications and moves them through three statuses.
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -174,21 +204,7 @@ async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() 
             tokio::spawn(async move {
                 for a in 0..APPLICATIONS_EACH {
                     let id = ApplicationId::parse(&format!("app-{w}-{a}")).unwrap();
-                    let app = Application::created(
-                        id.clone(),
-                        "anonymous".into(),
-                        format!("ref-{w}"),
-                        seen(Status::IdvTokenGenerated),
-                        onboarding_gateway::domain::now(),
-                    );
-                    store
-                        .insert_application(
-                            app,
-                            &SecretString::from(format!("s-{w}-{a}")),
-                            &schedule,
-                        )
-                        .await
-                        .unwrap();
+                    create(&store, &schedule, &id, &format!("ref-{w}")).await;
                     for status in [
                         Status::IdvApproved,
                         Status::ComplianceReview,
@@ -239,43 +255,11 @@ async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() 
 /// the order they came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_news_waits_for_the_log_counter_in_one_transaction_and_then_commits_together() {
-    let database = TestDatabase::create().await;
-    let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
-    let options = PostgresOptions {
-        max_connections: 16,
-        acquire_timeout: Duration::from_secs(30),
-    };
-    let store = Arc::new(
-        PostgresStore::connect(&database.url, key, &options)
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
-    let schedule = PollSchedule {
-        idv_interval: Duration::from_secs(60),
-        review_interval: Duration::from_secs(60),
-        max_interval: Duration::from_secs(60),
-    };
-    let seen = |status: Status| Observation {
-        status,
-        upstream_status: status.as_str().into(),
-        person_id: None,
-        baas_client_id: None,
-    };
+    let (database, store, schedule) = store_of_its_own().await;
     const APPLICATIONS: usize = 100;
     let id = |n: usize| ApplicationId::parse(&format!("app-{n}")).unwrap();
     for n in 0..APPLICATIONS {
-        let app = Application::created(
-            id(n),
-            "anonymous".into(),
-            format!("ref-{n}"),
-            seen(Status::IdvTokenGenerated),
-            onboarding_gateway::domain::now(),
-        );
-        store
-            .insert_application(app, &SecretString::from(format!("s-{n}")), &schedule)
-            .await
-            .unwrap();
+        create(&store, &schedule, &id(n), &format!("ref-{n}")).await;
     }
 
     // Another session (another replica, say) holds the counter.
