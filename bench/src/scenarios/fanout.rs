@@ -35,19 +35,14 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
     let to_watcher = Recorder::default();
     let opened: Vec<Result<tokio::task::JoinHandle<()>, Error>> = stream::iter(0..watchers)
         .map(|i| {
-            let mut client = connections[i / 100].clone();
-            let (id, sent, recorder) = (apps[i].clone(), sent.clone(), to_watcher.clone());
+            let opening = open_watch(
+                connections[i / 100].clone(),
+                apps[i].clone(),
+                "watch".into(),
+            );
+            let (sent, recorder) = (sent.clone(), to_watcher.clone());
             async move {
-                let mut stream = client
-                    .watch_application(pb::WatchApplicationRequest {
-                        key: Some(watch_application_request::Key::ApplicationId(id)),
-                        resume_token: String::new(),
-                    })
-                    .await
-                    .map_err(|e| format!("watch: {e}"))?
-                    .into_inner();
-                // The snapshot first.
-                stream.message().await.map_err(|e| format!("watch: {e}"))?;
+                let mut stream = opening.await?;
                 Ok(tokio::spawn(async move {
                     while let Ok(Some(message)) = stream.message().await {
                         if let Some(pb::watch_application_response::Event::Change(_)) =

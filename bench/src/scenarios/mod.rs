@@ -357,6 +357,24 @@ async fn connect(addr: std::net::SocketAddr) -> Result<Client, Error> {
 }
 
 /// Creates `count` applications through the gateway; their ids.
+/// Opens a `WatchApplication` stream on application `id` and reads its snapshot; `what` names it in errors.
+async fn open_watch(
+    mut client: Client,
+    id: String,
+    what: String,
+) -> Result<tonic::Streaming<pb::WatchApplicationResponse>, Error> {
+    let mut stream = client
+        .watch_application(pb::WatchApplicationRequest {
+            key: Some(watch_application_request::Key::ApplicationId(id)),
+            resume_token: String::new(),
+        })
+        .await
+        .map_err(|e| format!("{what}: {e}"))?
+        .into_inner();
+    stream.message().await.map_err(|e| format!("{what}: {e}"))?;
+    Ok(stream)
+}
+
 async fn seed(clients: &[Client], count: usize, prefix: &str) -> Result<Vec<String>, Error> {
     let results: Vec<Result<String, Error>> = stream::iter(0..count)
         .map(|i| {

@@ -24,23 +24,11 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
         let opened: Vec<Result<tonic::Streaming<pb::WatchApplicationResponse>, Error>> =
             stream::iter(from..target)
                 .map(|i| {
-                    let mut client = connections[i / PER_CONNECTION].clone();
-                    let id = apps[i % apps.len()].clone();
-                    async move {
-                        let mut stream = client
-                            .watch_application(pb::WatchApplicationRequest {
-                                key: Some(watch_application_request::Key::ApplicationId(id)),
-                                resume_token: String::new(),
-                            })
-                            .await
-                            .map_err(|e| format!("watch {i}: {e}"))?
-                            .into_inner();
-                        stream
-                            .message()
-                            .await
-                            .map_err(|e| format!("watch {i}: {e}"))?;
-                        Ok(stream)
-                    }
+                    open_watch(
+                        connections[i / PER_CONNECTION].clone(),
+                        apps[i % apps.len()].clone(),
+                        format!("watch {i}"),
+                    )
                 })
                 .buffer_unordered(512)
                 .collect()
