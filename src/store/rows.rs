@@ -5,11 +5,9 @@ use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 use super::{Event, InboxEntry, InboxRow, StoreError, from_micros};
 use crate::domain::{Application, ApplicationId, Status};
 
-/// What a row must decode for the conversions below.
-pub(crate) trait StoreRow: Row
-where
-    for<'c> &'c str: ColumnIndex<Self>,
-{
+/// What a row must decode for the conversions below: any sqlx row, and a row of the SQLite backend's
+/// inline reads (sqlite/inline_reads.rs).
+pub(crate) trait StoreRow {
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn integer(&self, column: &str) -> Result<i64, StoreError>;
@@ -50,10 +48,7 @@ fn status(name: String, column: &str) -> Result<Status, StoreError> {
 }
 
 /// A row with the event log's columns (`application_id` … `updated_at`, `seq`) as an event.
-pub(crate) fn event<R: StoreRow>(row: &R) -> Result<Event, StoreError>
-where
-    for<'c> &'c str: ColumnIndex<R>,
-{
+pub(crate) fn event<R: StoreRow>(row: &R) -> Result<Event, StoreError> {
     let id = row.text("application_id")?;
     Ok(Event {
         seq: u64::try_from(row.integer("seq")?).unwrap_or(0),
@@ -74,10 +69,7 @@ where
     })
 }
 
-pub(crate) fn inbox_row<R: StoreRow>(row: &R) -> Result<InboxRow, StoreError>
-where
-    for<'c> &'c str: ColumnIndex<R>,
-{
+pub(crate) fn inbox_row<R: StoreRow>(row: &R) -> Result<InboxRow, StoreError> {
     let application_id = row.maybe_text("application_id")?;
     Ok(InboxRow {
         id: row.integer("id")?,

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::SqliteStore;
+use super::{SqliteStore, inline_reads::Missed};
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
     store::{Applied, Event, Source, StoreError, micros, rows::event},
@@ -216,12 +216,20 @@ impl SqliteStore {
         rows.iter().map(event).collect()
     }
 
-    /// The first application `query` (one of the constants above) finds for `binds`.
+    /// The first application `query` (one of the constants above) finds for `binds`: on the caller's
+    /// thread where it can be (inline_reads.rs), otherwise from the read pool.
     pub(super) async fn one(
         &self,
         query: &'static str,
         binds: &[&str],
     ) -> Result<Option<Event>, StoreError> {
+        if let Some(inline) = &self.inline {
+            match inline.one(query, binds) {
+                Ok(found) => return Ok(found),
+                Err(Missed::Failed(e)) => return Err(e),
+                Err(Missed::Busy) => {}
+            }
+        }
         let row = binds
             .iter()
             .fold(sqlx::query(query), |query, bind| query.bind(*bind))

@@ -7,6 +7,7 @@
 mod applications;
 mod erasure;
 mod inbox;
+mod inline_reads;
 mod interface;
 mod oauth;
 mod requests;
@@ -42,6 +43,8 @@ pub struct SqliteOptions {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Lookups by key, answered on the caller's thread; `None` for an in-memory database.
+    inline: Option<inline_reads::InlineReads>,
     key: StoreKey,
     /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open
     /// (see [`lock_owner`]).
@@ -85,13 +88,13 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(url)?;
         // Taken before anything is written: a second gateway must not migrate or recover either.
-        let database = connect.get_filename();
+        let database = connect.get_filename().to_owned();
         let owner = if options.take_over && database != std::path::Path::new(":memory:") {
             if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
             }
-            Some(lock_owner(database)?)
+            Some(lock_owner(&database)?)
         } else {
             None
         };
@@ -118,13 +121,19 @@ impl SqliteStore {
         if options.take_over {
             Self::recover(&write).await?;
         }
+        let read_connections = options.read_connections.max(1);
         let read = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
+            .max_connections(read_connections)
             .connect_with(connect.read_only(true))
             .await?;
+        // An in-memory database has no file for other connections to open.
+        let inline = database
+            .is_file()
+            .then(|| inline_reads::InlineReads::new(&database, read_connections as usize));
         Ok(SqliteStore {
             write,
             read,
+            inline,
             key,
             _owner: owner,
         })
