@@ -215,31 +215,10 @@ impl Onboarding {
             .notification_workers
             .div_ceil(INBOX_LOOPS)
             .max(1);
-        // Which application each names, read concurrently: one read after another would make a round
-        // of the batch's size wait for as many store round trips before its first GET.
-        let named: Vec<_> = futures::stream::iter(rows)
-            .map(|row| async move {
-                let found = match (&row.entry.application_id, &row.entry.person_id) {
-                    (Some(id), _) => self.store.current(id).await,
-                    (None, Some(person)) => self.store.latest_for_person(person).await,
-                    (None, None) => Ok(None),
-                };
-                (found, row)
-            })
-            .buffer_unordered(workers)
-            .collect()
-            .await;
+        let named = self.name_applications(rows, workers).await;
         let mut groups: HashMap<Option<ApplicationId>, (Option<Application>, Vec<InboxRow>)> =
             HashMap::new();
-        for (found, row) in named {
-            let app = match found {
-                Ok(found) => found.map(|event| event.application),
-                Err(e) => {
-                    tracing::error!(error = %e, "store failure while confirming notifications");
-                    self.postpone(&[row], Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
+        for (app, row) in named {
             let group = groups
                 .entry(app.as_ref().map(|a| a.id.clone()))
                 .or_default();
@@ -259,6 +238,68 @@ impl Onboarding {
         for verdict in verdicts {
             self.settle(verdict).await;
         }
+    }
+
+    /// The application each row names, if the gateway has it. Rows naming an application are read
+    /// together, in one store read; rows naming only a person, one read each, concurrently. Rows the
+    /// store could not answer for are postponed and left out.
+    async fn name_applications(
+        &self,
+        rows: Vec<InboxRow>,
+        workers: usize,
+    ) -> Vec<(Option<Application>, InboxRow)> {
+        let (by_id, by_person): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|row| row.entry.application_id.is_some());
+        let mut named = Vec::with_capacity(by_id.len() + by_person.len());
+        if !by_id.is_empty() {
+            let ids: Vec<ApplicationId> = by_id
+                .iter()
+                .filter_map(|row| row.entry.application_id.clone())
+                .collect();
+            match self.store.current_of(&ids).await {
+                Ok(found) => {
+                    let found: HashMap<ApplicationId, Application> = found
+                        .into_iter()
+                        .map(|event| (event.application.id.clone(), event.application))
+                        .collect();
+                    for row in by_id {
+                        let app = row
+                            .entry
+                            .application_id
+                            .as_ref()
+                            .and_then(|id| found.get(id).cloned());
+                        named.push((app, row));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store failure while confirming notifications");
+                    self.postpone(&by_id, Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let by_person: Vec<_> = futures::stream::iter(by_person)
+            .map(|row| async move {
+                let person = row.entry.person_id.as_deref();
+                let found = match person {
+                    Some(person) => self.store.latest_for_person(person).await,
+                    None => Ok(None),
+                };
+                (found, row)
+            })
+            .buffer_unordered(workers)
+            .collect()
+            .await;
+        for (found, row) in by_person {
+            match found {
+                Ok(found) => named.push((found.map(|event| event.application), row)),
+                Err(e) => {
+                    tracing::error!(error = %e, "store failure while confirming notifications");
+                    self.postpone(&[row], Duration::from_secs(1)).await;
+                }
+            }
+        }
+        named
     }
 
     /// Clears what a verdict finished (through the finisher, which clears many in one write) and

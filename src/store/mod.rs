@@ -131,6 +131,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError>;
 
+    /// The current versions of those of `ids` that exist, in no particular order: many applications in
+    /// one read.
+    async fn current_of(&self, ids: &[ApplicationId]) -> Result<Vec<Event>, StoreError>;
+
     /// The current version of the most recently created application of `owner` for an external
     /// reference (each caller has its own references).
     async fn latest_for_reference(
@@ -168,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every application's versions recorded after `after`, in sequence (commit) order, at most `limit`.
     async fn all_events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// The versions recorded at those of `seqs` the log still holds, in sequence order.
+    async fn events_at(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError>;
 
     /// The newest sequence recorded.
     async fn last_seq(&self) -> Result<u64, StoreError>;

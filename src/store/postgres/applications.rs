@@ -23,6 +23,7 @@ macro_rules! select_applications {
 }
 
 pub(super) const BY_ID: &str = select_applications!("WHERE id = $1");
+const BY_IDS: &str = select_applications!("WHERE id = ANY($1)");
 /// Sorted before they are locked, so that concurrent rounds take shared rows in the same order.
 pub(super) const BY_IDS_FOR_UPDATE: &str =
     select_applications!("WHERE id = ANY($1) ORDER BY id FOR UPDATE");
@@ -145,6 +146,15 @@ impl PostgresStore {
     }
 
     /// The first application `query` (one of the constants above) finds for `binds`.
+    pub(super) async fn current_of_impl(
+        &self,
+        ids: &[ApplicationId],
+    ) -> Result<Vec<Event>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(ApplicationId::as_str).collect();
+        let rows = sqlx::query(BY_IDS).bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(event).collect()
+    }
+
     pub(super) async fn one(
         &self,
         query: &'static str,
@@ -196,6 +206,17 @@ impl PostgresStore {
                 .await?
             }
         };
+        rows.iter().map(event).collect()
+    }
+
+    pub(super) async fn events_at_impl(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|&seq| seq as i64).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1) ORDER BY seq"
+        )))
+        .bind(seqs)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(event).collect()
     }
 

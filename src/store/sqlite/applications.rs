@@ -23,7 +23,17 @@ macro_rules! select_applications {
     };
 }
 
+/// The event log's columns, under the names rows.rs reads.
+macro_rules! event_columns {
+    () => {
+        "application_id, owner, external_reference, person_id, status, upstream_status, \
+         last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq"
+    };
+}
+
 pub(super) const BY_ID: &str = select_applications!("WHERE id = ?");
+/// The ids as a JSON array of strings.
+const BY_IDS: &str = select_applications!("WHERE id IN (SELECT value FROM json_each(?))");
 /// Terminal applications are never polled again, so a poll time means "not finished".
 pub(super) const WAITING_LONGEST: &str =
     select_applications!("WHERE next_poll_at IS NOT NULL ORDER BY updated_at LIMIT ?");
@@ -216,6 +226,16 @@ impl SqliteStore {
         rows.iter().map(event).collect()
     }
 
+    pub(super) async fn current_of_impl(
+        &self,
+        ids: &[ApplicationId],
+    ) -> Result<Vec<Event>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(ApplicationId::as_str).collect();
+        let ids = serde_json::to_string(&ids).expect("strings serialise");
+        let rows = sqlx::query(BY_IDS).bind(ids).fetch_all(&self.read).await?;
+        rows.iter().map(event).collect()
+    }
+
     /// The first application `query` (one of the constants above) finds for `binds`: on the caller's
     /// thread where it can be (inline_reads.rs), otherwise from the read pool.
     pub(super) async fn one(
@@ -255,16 +275,16 @@ impl SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT application_id, owner, external_reference, person_id, status, upstream_status, \
-             last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq \
-             FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-            .bind(id.as_str())
-            .bind(after as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(id.as_str())
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(event).collect()
     }
 
@@ -273,13 +293,26 @@ impl SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT application_id, owner, external_reference, person_id, status, upstream_status, \
-             last_known_status, baas_client_id, version, created_at, recorded_at AS updated_at, seq \
-             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
         .bind(after as i64)
         .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(event).collect()
+    }
+
+    pub(super) async fn events_at_impl(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|&seq| seq as i64).collect();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
+        ))
+        .bind(super::json_ids(&seqs))
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(event).collect()

@@ -24,6 +24,10 @@ impl Store for SqliteStore {
         self.one(applications::BY_ID, &[id.as_str()]).await
     }
 
+    async fn current_of(&self, ids: &[ApplicationId]) -> Result<Vec<Event>, StoreError> {
+        self.current_of_impl(ids).await
+    }
+
     async fn latest_for_reference(
         &self,
         owner: &str,
@@ -68,6 +72,10 @@ impl Store for SqliteStore {
 
     async fn all_events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.all_events_after_impl(after, limit).await
+    }
+
+    async fn events_at(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+        self.events_at_impl(seqs).await
     }
 
     async fn last_seq(&self) -> Result<u64, StoreError> {

@@ -1,0 +1,175 @@
+//! Reads of applications as they are now, the same on both backends: many at once (`current_of`, how the
+//! inbox reads a batch of notifications' applications), one by key (on SQLite answered on the caller's
+//! thread, beside sqlx's pool), and versions by their place in the log (`events_at`, how a replica reads
+//! the changes it heard of); each sees what was just committed.
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::{STORE_KEY, postgres::TestDatabase};
+use onboarding_gateway::{
+    domain::{Application, ApplicationId, Observation, Status, poll::PollSchedule},
+    store::{
+        PostgresStore, Source, SqliteStore, Store, StoreKey,
+        postgres::PostgresOptions,
+        sqlite::{Durability, SqliteOptions},
+    },
+};
+use secrecy::SecretString;
+
+fn key() -> StoreKey {
+    StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap()
+}
+
+fn schedule() -> PollSchedule {
+    PollSchedule {
+        idv_interval: Duration::from_secs(60),
+        review_interval: Duration::from_secs(60),
+        max_interval: Duration::from_secs(60),
+    }
+}
+
+fn seen(status: Status) -> Observation {
+    Observation {
+        status,
+        upstream_status: status.as_str().into(),
+        person_id: None,
+        baas_client_id: None,
+    }
+}
+
+fn id(n: usize) -> ApplicationId {
+    ApplicationId::parse(&format!("read-{n}")).unwrap()
+}
+
+/// Five applications, the even ones approved since; then what each read finds.
+async fn reads_see_what_was_committed(store: &dyn Store) {
+    let schedule = schedule();
+    for n in 0..5 {
+        let app = Application::created(
+            id(n),
+            "caller".into(),
+            format!("ref-{n}"),
+            seen(Status::IdvTokenGenerated),
+            onboarding_gateway::domain::now(),
+        );
+        let session = SecretString::from(format!("session-{n}"));
+        store
+            .insert_application(app, &session, &schedule)
+            .await
+            .unwrap();
+    }
+    for n in (0..5).step_by(2) {
+        store
+            .apply(&id(n), &seen(Status::IdvApproved), Source::Other, &schedule)
+            .await
+            .unwrap();
+    }
+
+    // Known and unknown ids, one of them twice: each known application once, as it is now.
+    let asked = [
+        id(4),
+        id(1),
+        ApplicationId::parse("nobody").unwrap(),
+        id(4),
+        id(2),
+    ];
+    let found: BTreeMap<String, (Status, u64)> = store
+        .current_of(&asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.application.id.to_string(),
+                (e.application.status, e.application.version),
+            )
+        })
+        .collect();
+    let expected = BTreeMap::from([
+        ("read-1".to_string(), (Status::IdvTokenGenerated, 1)),
+        ("read-2".to_string(), (Status::IdvApproved, 2)),
+        ("read-4".to_string(), (Status::IdvApproved, 2)),
+    ]);
+    assert_eq!(found, expected);
+    assert!(store.current_of(&[]).await.unwrap().is_empty());
+
+    // One by key, by id and by reference, right after the write.
+    let current = store.current(&id(0)).await.unwrap().expect("read-0");
+    assert_eq!(current.application.status, Status::IdvApproved);
+    assert_eq!(current.application.external_reference, "ref-0");
+    let latest = store
+        .latest_for_reference("caller", "ref-3")
+        .await
+        .unwrap()
+        .expect("ref-3");
+    assert_eq!(latest.application.id, id(3));
+    assert!(
+        store
+            .latest_for_reference("someone else", "ref-3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .current(&ApplicationId::parse("nobody").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Versions by their place in the log (how a replica reads what it heard others record), in log
+    // order, the first versions too; a place the log does not hold is no error.
+    let first_of_1 = store.events_after(&id(1), 0, 10).await.unwrap()[0].seq;
+    let (approved_0, approved_4) = (current.seq, found_seq(store, 4).await);
+    let at = store
+        .events_at(&[approved_4, 1_000_000, first_of_1, approved_0])
+        .await
+        .unwrap();
+    let at: Vec<(String, Status, u64)> = at
+        .into_iter()
+        .map(|e| (e.application.id.to_string(), e.application.status, e.seq))
+        .collect();
+    let mut expected = vec![
+        ("read-0".to_string(), Status::IdvApproved, approved_0),
+        ("read-1".to_string(), Status::IdvTokenGenerated, first_of_1),
+        ("read-4".to_string(), Status::IdvApproved, approved_4),
+    ];
+    expected.sort_by_key(|(_, _, seq)| *seq);
+    assert_eq!(at, expected);
+}
+
+async fn found_seq(store: &dyn Store, n: usize) -> u64 {
+    store.current(&id(n)).await.unwrap().expect("known").seq
+}
+
+#[tokio::test]
+async fn sqlite_reads_see_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(5),
+        durability: Durability::Full,
+        read_connections: 2,
+        take_over: true,
+    };
+    let store = SqliteStore::open(&url, key(), &options).await.unwrap();
+    reads_see_what_was_committed(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_reads_see_what_was_committed() {
+    let database = TestDatabase::create().await;
+    let options = PostgresOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let store = PostgresStore::connect(&database.url, key(), &options)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    reads_see_what_was_committed(&store).await;
+}
