@@ -60,6 +60,14 @@ impl RecentEvents {
 
     /// The application's versions right after `version`, as many as are held without a break (at most
     /// `limit`); empty when the next one is not held.
+    /// Those of `seqs` not held here.
+    pub fn missing(&self, seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let recent = self.inner();
+        seqs.into_iter()
+            .filter(|seq| !recent.by_seq.contains_key(seq))
+            .collect()
+    }
+
     pub fn after_version(&self, id: &ApplicationId, version: u64, limit: usize) -> Vec<Event> {
         let recent = self.inner();
         let Some(versions) = recent.by_application.get(id) else {
@@ -116,6 +124,14 @@ mod tests {
 
     fn seqs(events: &[Event]) -> Vec<u64> {
         events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn what_is_not_held_is_named() {
+        let recent = RecentEvents::default();
+        recent.remember(&event("a", 1, 10));
+        recent.remember(&event("b", 1, 12));
+        assert_eq!(recent.missing([12, 11, 10, 13]), [11, 13]);
     }
 
     #[test]
