@@ -43,14 +43,31 @@ async fn connection(addr: std::net::SocketAddr) -> Channel {
 enum Failure {
     FromGateway(Code, String),
     Transport(Code),
+    /// Sent on a connection the gateway was closing, after its last `GOAWAY`: never processed, safe to
+    /// retry (tonic reports it as `INTERNAL`, "h2 protocol error").
+    NeverProcessed,
 }
 
 fn failure(status: &tonic::Status) -> Failure {
     use tonic_types::StatusExt;
     match status.get_error_details().error_info() {
         Some(info) => Failure::FromGateway(status.code(), info.reason.clone()),
+        None if refused_by_goaway(status) => Failure::NeverProcessed,
         None => Failure::Transport(status.code()),
     }
+}
+
+/// The HTTP/2 layer under `status` says the server went away gracefully (`GOAWAY`, `NO_ERROR`) before
+/// taking the request.
+fn refused_by_goaway(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        source = error.source();
+    }
+    false
 }
 
 async fn health(channel: Channel, service: &str) -> Option<ServingStatus> {
@@ -167,14 +184,15 @@ async fn sigterm_under_load_drains_without_losing_or_double_submitting_anything(
     stop_calling.store(true, Ordering::Relaxed);
 
     // Every call succeeded, or failed in a way a client may retry: the gateway itself answered only
-    // UNAVAILABLE (nothing done) or ABORTED (the keyed request still running); everything else was the
-    // client's own transport noticing the connection close. And no session reached ConnectPay twice.
+    // UNAVAILABLE (nothing done) or ABORTED (the keyed request still running); everything else was
+    // sent after the gateway's last GOAWAY (never processed) or was the client's own transport noticing
+    // the connection close. And no session reached ConnectPay twice.
     let mut calls = 0;
     for caller in callers {
         for (kind, outcome) in caller.await.unwrap() {
             calls += 1;
             match outcome {
-                None => {}
+                None | Some(Failure::NeverProcessed) => {}
                 Some(Failure::FromGateway(code, reason)) => assert!(
                     matches!(code, Code::Unavailable | Code::Aborted),
                     "the gateway failed a {kind} with {code:?} {reason}"
