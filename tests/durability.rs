@@ -13,6 +13,7 @@ use common::{
     sandbox::AUTH_CODES,
     status_of, submit, valid_kyc, watch,
 };
+use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
 use onboarding_gateway::grpc::pb::{self, ApplicationStatus as S};
 use rand::Rng;
 use serde_json::json;
@@ -84,6 +85,40 @@ async fn a_notification_acknowledged_before_a_crash_reaches_the_watcher_exactly_
     assert!(more.is_err(), "a second message: {more:?}");
     record.check();
     assert_eq!(inbox_rows(&gateway).await, 0);
+}
+
+/// A burst of deliveries is recorded in shared commits: every one the gateway acknowledged is on disk
+/// when it is killed right after, each notification once however many times it was delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_acknowledged_notifications_survives_a_crash_each_recorded_once() {
+    let sandbox = TestSandbox::process(&[]).await;
+    // No workers: what is recorded stays in the inbox.
+    let mut gateway =
+        GatewayProcess::start(&sandbox, AUTH_CODES[0], &[("WEBHOOK__WORKERS", "0")]).await;
+    const NOTIFICATIONS: usize = 300;
+    let http = reqwest::Client::new();
+    let deliveries = (0..NOTIFICATIONS).flat_map(|n| {
+        let body = json!({"application": {
+            "applicationId": format!("burst-{n}"),
+            "status": "IDV_APPROVED",
+        }})
+        .to_string();
+        // Every notification delivered twice, at the same moment.
+        [body.clone(), body]
+    });
+    let answers = futures::future::join_all(deliveries.map(|body| {
+        let request = http
+            .post(gateway.webhook_url())
+            .header("x-connectpay-webhook-token", DEFAULT_WEBHOOK_TOKEN)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    }))
+    .await;
+    assert!(answers.iter().all(|answer| answer == "OK"), "{answers:?}");
+
+    gateway.kill().await;
+    assert_eq!(inbox_rows(&gateway).await, NOTIFICATIONS as i64);
 }
 
 /// One application's whole flow through a gateway that may restart at any moment.

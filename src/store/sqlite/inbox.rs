@@ -5,36 +5,25 @@ use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
 
-use super::{SqliteStore, json_ids};
-use crate::{
-    domain::ApplicationId,
-    store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
-};
+use tokio::sync::oneshot;
+
+use super::{SqliteStore, json_ids, recorder};
+use crate::store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row};
 
 impl SqliteStore {
     pub(super) async fn record_notification_impl(
         &self,
         entry: &InboxEntry,
     ) -> Result<bool, StoreError> {
-        let now = micros(SystemTime::now());
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-             trace_context, via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&entry.dedupe_key[..])
-        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
-        .bind(&entry.person_id)
-        .bind(&entry.claimed_status)
-        .bind(&entry.sent_at)
-        .bind(&entry.trace_context)
-        .bind(entry.via_application)
-        .bind(now)
-        .bind(now)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        let (reply, answer) = oneshot::channel();
+        let pending = recorder::Pending {
+            entry: entry.clone(),
+            received_at: micros(SystemTime::now()),
+            reply,
+        };
+        let stopped = || StoreError("the store is closing".into());
+        self.recorder.send(pending).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     pub(super) async fn take_notifications_impl(
