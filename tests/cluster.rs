@@ -13,11 +13,11 @@ use common::{
     postgres::TestDatabase,
     process::GatewayProcess,
     sandbox::AUTH_CODES,
-    status_of, valid_kyc, watch,
+    seen, status_of, valid_kyc, watch,
 };
 use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
 use onboarding_gateway::{
-    domain::{Application, ApplicationId, Observation, Status, poll::PollSchedule},
+    domain::{Application, ApplicationId, Status, poll::PollSchedule},
     grpc::pb::{
         self, ApplicationStatus as S, onboarding_client::OnboardingClient,
         watch_applications_response,
@@ -159,16 +159,6 @@ async fn store_of_its_own() -> (TestDatabase, Arc<PostgresStore>, PollSchedule) 
         max_interval: Duration::from_secs(60),
     };
     (database, store, schedule)
-}
-
-/// ConnectPay reporting `status` and nothing else.
-fn seen(status: Status) -> Observation {
-    Observation {
-        status,
-        upstream_status: status.as_str().into(),
-        person_id: None,
-        baas_client_id: None,
-    }
 }
 
 /// Records application `id` as a submit would (its session id is derived from the id).

@@ -7,9 +7,9 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{STORE_KEY, postgres::TestDatabase};
+use common::{STORE_KEY, postgres::TestDatabase, seen};
 use onboarding_gateway::{
-    domain::{Application, ApplicationId, Observation, Status, poll::PollSchedule},
+    domain::{Application, ApplicationId, Status, poll::PollSchedule},
     store::{
         PostgresStore, Source, SqliteStore, Store, StoreKey,
         postgres::PostgresOptions,
@@ -27,15 +27,6 @@ fn schedule() -> PollSchedule {
         idv_interval: Duration::from_secs(60),
         review_interval: Duration::from_secs(60),
         max_interval: Duration::from_secs(60),
-    }
-}
-
-fn seen(status: Status) -> Observation {
-    Observation {
-        status,
-        upstream_status: status.as_str().into(),
-        person_id: None,
-        baas_client_id: None,
     }
 }
 

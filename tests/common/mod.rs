@@ -315,3 +315,13 @@ pub fn reason_and_fields(status: &tonic::Status) -> (String, Vec<String>) {
 
 #[allow(unused_imports)] // not every test file watches
 pub use watching::*;
+
+/// ConnectPay reporting `status` and nothing else, for tests that drive the store directly.
+pub fn seen(status: onboarding_gateway::domain::Status) -> onboarding_gateway::domain::Observation {
+    onboarding_gateway::domain::Observation {
+        status,
+        upstream_status: status.as_str().into(),
+        person_id: None,
+        baas_client_id: None,
+    }
+}
