@@ -33,6 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .skip_debug(REDACTED)
+        // Same prost encoding, a smaller per-response encode buffer: see src/grpc/codec.rs.
+        .codec_path("crate::grpc::codec::LeanProstCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

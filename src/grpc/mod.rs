@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod codec;
 mod convert;
 pub mod observe;
 mod onboarding;
