@@ -108,36 +108,43 @@ impl Onboarding {
                     current.seq
                 }
             };
+            // A snapshot is the newest version unless a later one was announced since subscribing: then
+            // the stream waits at once. (Reading the log here anyway cost every new stream a store read.)
+            let mut caught_up = resume.is_none() && subscription.latest() <= cursor;
             loop {
-                let remembered = version
-                    .map(|v| this.recent.after_version(&id, v, BATCH))
-                    .unwrap_or_default();
-                let from_memory = !remembered.is_empty();
-                let events = if from_memory {
-                    remembered
+                if caught_up {
+                    caught_up = false;
                 } else {
-                    this.store
-                        .events_after(&id, cursor, BATCH)
-                        .await
-                        .map_err(|e| store_failed(e, CallKind::Read))?
-                };
-                let full_batch = events.len() == BATCH;
-                for event in events {
-                    cursor = event.seq;
-                    version = Some(event.application.version);
-                    let terminal = event.application.status.is_terminal();
-                    yield WatchItem {
-                        event: WatchEvent::Change(event.application),
-                        token: ResumeToken(cursor),
+                    let remembered = version
+                        .map(|v| this.recent.after_version(&id, v, BATCH))
+                        .unwrap_or_default();
+                    let from_memory = !remembered.is_empty();
+                    let events = if from_memory {
+                        remembered
+                    } else {
+                        this.store
+                            .events_after(&id, cursor, BATCH)
+                            .await
+                            .map_err(|e| store_failed(e, CallKind::Read))?
                     };
-                    if terminal {
-                        return;
+                    let full_batch = events.len() == BATCH;
+                    for event in events {
+                        cursor = event.seq;
+                        version = Some(event.application.version);
+                        let terminal = event.application.status.is_terminal();
+                        yield WatchItem {
+                            event: WatchEvent::Change(event.application),
+                            token: ResumeToken(cursor),
+                        };
+                        if terminal {
+                            return;
+                        }
                     }
-                }
-                // Memory may hold only part of what was announced (another replica's events are not
-                // there): read again, from the store if need be, before waiting.
-                if full_batch || (from_memory && subscription.latest() > cursor) {
-                    continue;
+                    // Memory may hold only part of what was announced (another replica's events are not
+                    // there): read again, from the store if need be, before waiting.
+                    if full_batch || (from_memory && subscription.latest() > cursor) {
+                        continue;
+                    }
                 }
                 let woken = tokio::select! {
                     () = subscription.changed() => Wake::Grew,
