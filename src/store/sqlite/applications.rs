@@ -4,8 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::oneshot;
 
-use super::{SqliteStore, inline_reads::Missed};
+use super::{SqliteStore, group_commit, inline_reads::Missed};
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
     store::{Applied, Event, Source, StoreError, micros, rows::event},
@@ -157,6 +158,7 @@ impl SqliteStore {
         })
     }
 
+    /// Applies `seen` in the writer's next transaction, with whatever else is waiting (group_commit.rs).
     pub(super) async fn apply_impl(
         &self,
         id: &ApplicationId,
@@ -164,8 +166,29 @@ impl SqliteStore {
         source: Source,
         schedule: &PollSchedule,
     ) -> Result<Option<Applied>, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let Some((current, unchanged)) = Self::current_in(&mut tx, id).await? else {
+        let (reply, answer) = oneshot::channel();
+        let pending = group_commit::Pending::Apply {
+            id: id.clone(),
+            seen: seen.clone(),
+            source,
+            schedule: schedule.clone(),
+            reply,
+        };
+        let stopped = || StoreError("the store is closing".into());
+        self.committer.send(pending).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `seen` through the application's status machine inside `tx`; a change is appended to the log.
+    /// `None` when the application is unknown.
+    pub(super) async fn apply_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        id: &ApplicationId,
+        seen: &Observation,
+        source: Source,
+        schedule: &PollSchedule,
+    ) -> Result<Option<Applied>, StoreError> {
+        let Some((current, unchanged)) = Self::current_in(tx, id).await? else {
             return Ok(None);
         };
         let now = crate::domain::now();
@@ -178,16 +201,15 @@ impl SqliteStore {
                 .bind(unchanged as i64)
                 .bind(next_poll(schedule, &current.application, unchanged, now))
                 .bind(id.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                tx.commit().await?;
             }
             return Ok(Some(Applied {
                 event: current,
                 changed: false,
             }));
         };
-        let seq = Self::append(&mut tx, &next).await?;
+        let seq = Self::append(tx, &next).await?;
         sqlx::query(
             "UPDATE applications SET person_id = ?, status = ?, upstream_status = ?, last_known_status = ?, \
              baas_client_id = ?, version = ?, last_seq = ?, updated_at = ?, next_poll_at = ?, \
@@ -203,9 +225,8 @@ impl SqliteStore {
         .bind(micros(next.update_time))
         .bind(next_poll(schedule, &next, 0, now))
         .bind(id.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(Some(Applied {
             event: Event {
                 seq,

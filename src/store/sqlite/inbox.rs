@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use tokio::sync::oneshot;
 
-use super::{SqliteStore, json_ids, recorder};
+use super::{SqliteStore, group_commit, json_ids};
 use crate::store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row};
 
 impl SqliteStore {
@@ -16,13 +16,13 @@ impl SqliteStore {
         entry: &InboxEntry,
     ) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let pending = recorder::Pending {
+        let pending = group_commit::Pending::Record {
             entry: entry.clone(),
             received_at: micros(SystemTime::now()),
             reply,
         };
         let stopped = || StoreError("the store is closing".into());
-        self.recorder.send(pending).await.map_err(|_| stopped())?;
+        self.committer.send(pending).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 

@@ -6,11 +6,11 @@
 
 mod applications;
 mod erasure;
+mod group_commit;
 mod inbox;
 mod inline_reads;
 mod interface;
 mod oauth;
-mod recorder;
 mod requests;
 
 use std::{str::FromStr, time::Duration};
@@ -46,8 +46,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// Lookups by key, answered on the caller's thread; `None` for an in-memory database.
     inline: Option<inline_reads::InlineReads>,
-    /// Records notifications, many per transaction (recorder.rs).
-    recorder: tokio::sync::mpsc::Sender<recorder::Pending>,
+    /// Records notifications and applies observations, many per transaction (group_commit.rs).
+    committer: tokio::sync::mpsc::Sender<group_commit::Pending>,
     key: StoreKey,
     /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open
     /// (see [`lock_owner`]).
@@ -134,7 +134,7 @@ impl SqliteStore {
             .is_file()
             .then(|| inline_reads::InlineReads::new(&database, read_connections as usize));
         Ok(SqliteStore {
-            recorder: recorder::start(write.clone()),
+            committer: group_commit::start(write.clone()),
             write,
             read,
             inline,

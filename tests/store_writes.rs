@@ -1,0 +1,186 @@
+//! Observations that arrive together, the same on both backends: SQLite commits whatever waits for its one
+//! writer in one transaction, PostgreSQL applies it in group-commit rounds. Each observation still runs
+//! through its own application's status machine in turn — no version lost or repeated, never backwards,
+//! every answer what the log holds — and an unknown application among them spoils nothing for the others.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use common::{STORE_KEY, postgres::TestDatabase, seen};
+use futures::future::join_all;
+use onboarding_gateway::{
+    domain::{Application, ApplicationId, Status, poll::PollSchedule},
+    store::{
+        PostgresStore, Source, SqliteStore, Store, StoreKey,
+        postgres::PostgresOptions,
+        sqlite::{Durability, SqliteOptions},
+    },
+};
+use secrecy::SecretString;
+
+const APPLICATIONS: usize = 20;
+/// Each application hears every later status twice, in an order of no one's choosing.
+const NEWS: [Status; 4] = [
+    Status::IdvApproved,
+    Status::ApplicationCaptured,
+    Status::ComplianceReview,
+    Status::AccountIssued,
+];
+
+fn schedule() -> PollSchedule {
+    PollSchedule {
+        idv_interval: Duration::from_secs(60),
+        review_interval: Duration::from_secs(60),
+        max_interval: Duration::from_secs(60),
+    }
+}
+
+fn id(n: usize) -> ApplicationId {
+    ApplicationId::parse(&format!("write-{n}")).unwrap()
+}
+
+async fn observations_arriving_together(store: &dyn Store) {
+    let schedule = schedule();
+    for n in 0..APPLICATIONS {
+        let app = Application::created(
+            id(n),
+            "caller".into(),
+            format!("ref-{n}"),
+            seen(Status::IdvTokenGenerated),
+            onboarding_gateway::domain::now(),
+        );
+        let session = SecretString::from(format!("session-{n}"));
+        store
+            .insert_application(app, &session, &schedule)
+            .await
+            .unwrap();
+    }
+
+    // Every (application, status) twice, and ten applications nobody created, in a fixed scrambled
+    // order, so that each application's news arrives out of order and interleaved with the others'.
+    let mut news: Vec<(usize, ApplicationId, Status)> = (0..APPLICATIONS)
+        .flat_map(|n| NEWS.iter().chain(NEWS.iter()).map(move |s| (id(n), *s)))
+        .chain((0..10).map(|n| {
+            let nobody = ApplicationId::parse(&format!("nobody-{n}")).unwrap();
+            (nobody, Status::IdvApproved)
+        }))
+        .enumerate()
+        .map(|(i, (id, status))| (i, id, status))
+        .collect();
+    news.sort_by_key(|(i, _, _)| (*i as u64).wrapping_mul(2_654_435_761) % (1 << 32));
+
+    let answers = join_all(news.iter().map(|(_, id, status)| {
+        let schedule = &schedule;
+        async move {
+            let answer = store
+                .apply(id, &seen(*status), Source::Other, schedule)
+                .await;
+            (id.clone(), answer.unwrap())
+        }
+    }))
+    .await;
+
+    let mut changes: BTreeMap<String, BTreeSet<(u64, u64)>> = BTreeMap::new();
+    for (id, answer) in answers {
+        if id.as_str().starts_with("nobody-") {
+            assert!(answer.is_none(), "{id} was never created");
+            continue;
+        }
+        let applied = answer.unwrap_or_else(|| panic!("{id} exists"));
+        assert_eq!(applied.event.application.id, id);
+        if applied.changed {
+            let fresh = changes
+                .entry(id.to_string())
+                .or_default()
+                .insert((applied.event.seq, applied.event.application.version));
+            assert!(fresh, "{id}: two answers reported the same new version");
+        }
+    }
+
+    let mut every_seq = BTreeSet::new();
+    for n in 0..APPLICATIONS {
+        let log = store.events_after(&id(n), 0, 100).await.unwrap();
+        let versions: Vec<u64> = log.iter().map(|e| e.application.version).collect();
+        assert_eq!(
+            versions,
+            (1..=log.len() as u64).collect::<Vec<_>>(),
+            "write-{n}: versions"
+        );
+        assert!(
+            log.windows(2).all(|w| w[0].seq < w[1].seq),
+            "write-{n}: log order"
+        );
+        let ranks: Vec<u8> = log.iter().map(|e| rank(e.application.status)).collect();
+        assert!(
+            ranks.windows(2).all(|w| w[0] < w[1]),
+            "write-{n} went backwards: {ranks:?}"
+        );
+        assert_eq!(
+            log.last().unwrap().application.status,
+            Status::AccountIssued,
+            "write-{n}"
+        );
+        // The answers that reported a change are exactly the log's entries after the first.
+        let logged: BTreeSet<(u64, u64)> = log[1..]
+            .iter()
+            .map(|e| (e.seq, e.application.version))
+            .collect();
+        assert_eq!(
+            changes.remove(&id(n).to_string()).unwrap_or_default(),
+            logged,
+            "write-{n}"
+        );
+        for e in &log {
+            assert!(every_seq.insert(e.seq), "sequence {} used twice", e.seq);
+        }
+    }
+}
+
+fn rank(status: Status) -> u8 {
+    NEWS.iter()
+        .position(|s| *s == status)
+        .map_or(0, |p| p as u8 + 1)
+}
+
+#[tokio::test]
+async fn sqlite_applies_observations_arriving_together_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(5),
+        durability: Durability::Full,
+        read_connections: 2,
+        take_over: true,
+    };
+    let store = SqliteStore::open(
+        &url,
+        StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap(),
+        &options,
+    )
+    .await
+    .unwrap();
+    observations_arriving_together(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_applies_observations_arriving_together_in_turn() {
+    let database = TestDatabase::create().await;
+    let options = PostgresOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let store = PostgresStore::connect(
+        &database.url,
+        StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap(),
+        &options,
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    observations_arriving_together(&store).await;
+}
