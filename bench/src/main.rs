@@ -38,6 +38,9 @@ struct Args {
     /// Idle watchers for the memory scenario (default 10000,100000; 500 with --smoke).
     #[arg(long, value_delimiter = ',')]
     watchers: Vec<usize>,
+    /// How many WatchApplication streams the memory scenario opens at once.
+    #[arg(long, default_value_t = 512)]
+    opens_in_flight: usize,
     /// The CPU the gateway is pinned to; the sandbox and the load generator share the other one.
     #[arg(long, default_value_t = 1)]
     gateway_cpu: usize,
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         smoke: args.smoke,
         phase: Duration::from_secs(seconds),
         watchers,
+        opens_in_flight: args.opens_in_flight.max(1),
         gateway_cpu: args.gateway_cpu,
         driver_cpu: args.driver_cpu,
         postgres: args.postgres.clone(),

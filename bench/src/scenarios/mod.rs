@@ -38,6 +38,7 @@ pub struct Plan {
     pub smoke: bool,
     pub phase: Duration,
     pub watchers: Vec<usize>,
+    pub opens_in_flight: usize,
     pub gateway_cpu: usize,
     pub driver_cpu: usize,
     pub postgres: String,

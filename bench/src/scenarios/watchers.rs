@@ -30,7 +30,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
                         format!("watch {i}"),
                     )
                 })
-                .buffer_unordered(512)
+                .buffer_unordered(plan.opens_in_flight)
                 .collect()
                 .await;
         for stream in opened {
@@ -61,7 +61,12 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
                     grown / 1024.0 / target as f64,
                     per_gib
                 ),
-                format!("{} connections; opened at {:.0} streams/s", connections.len(), (target - from) as f64 / open_seconds),
+                format!(
+                    "{} connections; opened at {:.0} streams/s, {} at a time",
+                    connections.len(),
+                    (target - from) as f64 / open_seconds,
+                    plan.opens_in_flight
+                ),
             ],
         });
     }
