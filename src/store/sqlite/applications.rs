@@ -4,7 +4,6 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Row, Sqlite, Transaction};
-use tokio::sync::oneshot;
 
 use super::{SqliteStore, group_commit, inline_reads::Missed};
 use crate::{
@@ -166,17 +165,14 @@ impl SqliteStore {
         source: Source,
         schedule: &PollSchedule,
     ) -> Result<Option<Applied>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = group_commit::Pending::Apply {
+        self.commit(|reply| group_commit::Pending::Apply {
             id: id.clone(),
             seen: seen.clone(),
             source,
             schedule: schedule.clone(),
             reply,
-        };
-        let stopped = || StoreError("the store is closing".into());
-        self.committer.send(pending).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        })
+        .await
     }
 
     /// Runs `seen` through the application's status machine inside `tx`; a change is appended to the log.

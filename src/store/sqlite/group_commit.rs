@@ -1,5 +1,5 @@
 //! Group commit: the writes that arrive while the single writer is busy go into its next transaction
-//! together — recorded notifications and applied observations alike.
+//! together — notifications recorded, observations applied, inbox rows taken, cleared and postponed.
 //!
 //! A notification must be committed before its sender gets `OK`, and an applied change before anyone hears
 //! of it; with `durability = "full"` every SQLite commit waits for a WAL sync. One transaction per write
@@ -8,16 +8,21 @@
 //! costs one sync: the committer takes everything waiting (up to `BATCH`), runs it in order in one
 //! transaction and answers each sender after the commit; a lone write is committed at once. A write that
 //! fails fails its whole transaction, and every sender of it hears of the failure (none of it was
-//! committed; notifications are redelivered, observations confirmed again).
+//! committed; notifications are redelivered, observations confirmed again, inbox rows taken again).
+//! The SQL of each write lives with its table (`inbox.rs`, `applications.rs`); this is only the mechanism.
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
 use crate::{
     domain::{ApplicationId, Observation, poll::PollSchedule},
-    store::{Applied, InboxEntry, Source, StoreError},
+    store::{Applied, InboxEntry, InboxRow, Source, StoreError},
 };
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write waiting for the next transaction, and where its outcome goes.
 pub(super) enum Pending {
@@ -25,7 +30,7 @@ pub(super) enum Pending {
     Record {
         entry: InboxEntry,
         received_at: i64,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
+        reply: Reply<bool>,
     },
     /// What ConnectPay said about an application, to run through its status machine.
     Apply {
@@ -33,7 +38,22 @@ pub(super) enum Pending {
         seen: Observation,
         source: Source,
         schedule: PollSchedule,
-        reply: oneshot::Sender<Result<Option<Applied>, StoreError>>,
+        reply: Reply<Option<Applied>>,
+    },
+    /// Inbox rows due and not leased, leased to `owner` for `lease`.
+    Take {
+        owner: String,
+        lease: Duration,
+        limit: usize,
+        reply: Reply<Vec<InboxRow>>,
+    },
+    /// Inbox rows whose notifications are done with.
+    Finish { ids: Vec<i64>, reply: Reply<()> },
+    /// Inbox rows released, to be taken again from `until` (micros).
+    Postpone {
+        ids: Vec<i64>,
+        until: i64,
+        reply: Reply<()>,
     },
 }
 
@@ -41,12 +61,98 @@ pub(super) enum Pending {
 enum Outcome {
     Recorded(bool),
     Applied(Option<Box<Applied>>),
+    Taken(Vec<InboxRow>),
+    Done,
+}
+
+impl Pending {
+    /// Runs the write inside the group's transaction.
+    async fn run(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ) -> Result<Outcome, StoreError> {
+        Ok(match self {
+            Pending::Record {
+                entry, received_at, ..
+            } => Outcome::Recorded(SqliteStore::record_in(tx, entry, *received_at).await?),
+            Pending::Apply {
+                id,
+                seen,
+                source,
+                schedule,
+                ..
+            } => Outcome::Applied(
+                SqliteStore::apply_in(tx, id, seen, *source, schedule)
+                    .await?
+                    .map(Box::new),
+            ),
+            Pending::Take {
+                owner,
+                lease,
+                limit,
+                ..
+            } => Outcome::Taken(SqliteStore::take_in(tx, owner, *lease, *limit).await?),
+            Pending::Finish { ids, .. } => {
+                SqliteStore::finish_in(tx, ids).await?;
+                Outcome::Done
+            }
+            Pending::Postpone { ids, until, .. } => {
+                SqliteStore::postpone_in(tx, ids, *until).await?;
+                Outcome::Done
+            }
+        })
+    }
+
+    /// Tells the sender what its write did; called only after the commit.
+    fn answer(self, outcome: Outcome) {
+        // A sender that went away (its caller gave up) needs no answer.
+        match (self, outcome) {
+            (Pending::Record { reply, .. }, Outcome::Recorded(new)) => drop(reply.send(Ok(new))),
+            (Pending::Apply { reply, .. }, Outcome::Applied(applied)) => {
+                drop(reply.send(Ok(applied.map(|a| *a))))
+            }
+            (Pending::Take { reply, .. }, Outcome::Taken(rows)) => drop(reply.send(Ok(rows))),
+            (Pending::Finish { reply, .. } | Pending::Postpone { reply, .. }, Outcome::Done) => {
+                drop(reply.send(Ok(())))
+            }
+            _ => unreachable!("each write's outcome is of its own kind"),
+        }
+    }
+
+    /// Tells the sender that nothing of its group was committed.
+    fn fail(self, e: &StoreError) {
+        let failed = || StoreError(e.0.clone());
+        match self {
+            Pending::Record { reply, .. } => drop(reply.send(Err(failed()))),
+            Pending::Apply { reply, .. } => drop(reply.send(Err(failed()))),
+            Pending::Take { reply, .. } => drop(reply.send(Err(failed()))),
+            Pending::Finish { reply, .. } | Pending::Postpone { reply, .. } => {
+                drop(reply.send(Err(failed())))
+            }
+        }
+    }
 }
 
 /// Writes per transaction at most.
 const BATCH: usize = 256;
 /// Writes queued beyond this wait for room (back-pressure on webhook handlers and inbox workers).
 const QUEUE: usize = 4096;
+
+impl SqliteStore {
+    /// Hands a write to the committer and waits for its outcome, which comes after the commit that holds it.
+    pub(super) async fn commit<T>(
+        &self,
+        write: impl FnOnce(Reply<T>) -> Pending,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError("the store is closing".into());
+        self.committer
+            .send(write(reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
 
 /// Starts the committer; it stops when the returned sender (the store) is dropped.
 pub(super) fn start(write: SqlitePool) -> mpsc::Sender<Pending> {
@@ -61,28 +167,10 @@ async fn run(write: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
         match commit_all(&write, &batch).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    match (pending, outcome) {
-                        (Pending::Record { reply, .. }, Outcome::Recorded(new)) => {
-                            let _ = reply.send(Ok(new));
-                        }
-                        (Pending::Apply { reply, .. }, Outcome::Applied(applied)) => {
-                            let _ = reply.send(Ok(applied.map(|a| *a)));
-                        }
-                        _ => unreachable!(
-                            "outcomes are produced in the order of the batch, one per write"
-                        ),
-                    }
+                    pending.answer(outcome);
                 }
             }
-            Err(e) => {
-                for pending in batch.drain(..) {
-                    let failed = || StoreError(e.0.clone());
-                    match pending {
-                        Pending::Record { reply, .. } => drop(reply.send(Err(failed()))),
-                        Pending::Apply { reply, .. } => drop(reply.send(Err(failed()))),
-                    }
-                }
-            }
+            Err(e) => batch.drain(..).for_each(|pending| pending.fail(&e)),
         }
     }
 }
@@ -92,49 +180,8 @@ async fn commit_all(write: &SqlitePool, batch: &[Pending]) -> Result<Vec<Outcome
     let mut tx = write.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for pending in batch {
-        outcomes.push(match pending {
-            Pending::Record {
-                entry, received_at, ..
-            } => Outcome::Recorded(insert(&mut tx, entry, *received_at).await?),
-            Pending::Apply {
-                id,
-                seen,
-                source,
-                schedule,
-                ..
-            } => Outcome::Applied(
-                SqliteStore::apply_in(&mut tx, id, seen, *source, schedule)
-                    .await?
-                    .map(Box::new),
-            ),
-        });
+        outcomes.push(pending.run(&mut tx).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
-}
-
-/// Whether the notification was new (not a delivery of one recorded before, nor earlier in the batch).
-async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
-    entry: &InboxEntry,
-    received_at: i64,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-         trace_context, via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(&entry.dedupe_key[..])
-    .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
-    .bind(&entry.person_id)
-    .bind(&entry.claimed_status)
-    .bind(&entry.sent_at)
-    .bind(&entry.trace_context)
-    .bind(entry.via_application)
-    .bind(received_at)
-    .bind(received_at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
 }

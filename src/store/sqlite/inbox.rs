@@ -3,31 +3,93 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::Row;
-
-use tokio::sync::oneshot;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::{SqliteStore, group_commit, json_ids};
-use crate::store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row};
+use crate::{
+    domain::ApplicationId,
+    store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
+};
 
 impl SqliteStore {
     pub(super) async fn record_notification_impl(
         &self,
         entry: &InboxEntry,
     ) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = group_commit::Pending::Record {
+        self.commit(|reply| group_commit::Pending::Record {
             entry: entry.clone(),
             received_at: micros(SystemTime::now()),
             reply,
-        };
-        let stopped = || StoreError("the store is closing".into());
-        self.committer.send(pending).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        })
+        .await
     }
 
     pub(super) async fn take_notifications_impl(
         &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        self.commit(|reply| group_commit::Pending::Take {
+            owner: owner.to_owned(),
+            lease,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub(super) async fn finish_notifications_impl(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.commit(|reply| group_commit::Pending::Finish {
+            ids: ids.to_vec(),
+            reply,
+        })
+        .await
+    }
+
+    pub(super) async fn postpone_notifications_impl(
+        &self,
+        ids: &[i64],
+        until: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.commit(|reply| group_commit::Pending::Postpone {
+            ids: ids.to_vec(),
+            until: micros(until),
+            reply,
+        })
+        .await
+    }
+
+    /// Records a notification inside `tx`: whether it was new (not a delivery of one recorded before,
+    /// nor earlier in the same transaction).
+    pub(super) async fn record_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        entry: &InboxEntry,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
+             trace_context, via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&entry.dedupe_key[..])
+        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
+        .bind(&entry.person_id)
+        .bind(&entry.claimed_status)
+        .bind(&entry.sent_at)
+        .bind(&entry.trace_context)
+        .bind(entry.via_application)
+        .bind(received_at)
+        .bind(received_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Leases to `owner` up to `limit` rows that are due and not leased, oldest first, inside `tx`.
+    pub(super) async fn take_in(
+        tx: &mut Transaction<'_, Sqlite>,
         owner: &str,
         lease: Duration,
         limit: usize,
@@ -43,31 +105,34 @@ impl SqliteStore {
         .bind(micros(now))
         .bind(micros(now))
         .bind(limit as i64)
-        .fetch_all(&self.write)
+        .fetch_all(&mut **tx)
         .await?;
         rows.iter().map(inbox_row).collect()
     }
 
-    pub(super) async fn finish_notifications_impl(&self, ids: &[i64]) -> Result<(), StoreError> {
+    pub(super) async fn finish_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))")
             .bind(json_ids(ids))
-            .execute(&self.write)
+            .execute(&mut **tx)
             .await?;
         Ok(())
     }
 
-    pub(super) async fn postpone_notifications_impl(
-        &self,
+    pub(super) async fn postpone_in(
+        tx: &mut Transaction<'_, Sqlite>,
         ids: &[i64],
-        until: SystemTime,
+        until: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, not_before = ? \
              WHERE id IN (SELECT value FROM json_each(?))",
         )
-        .bind(micros(until))
+        .bind(until)
         .bind(json_ids(ids))
-        .execute(&self.write)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }
