@@ -3,7 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use onboarding_gateway::cli::Cli;
 
-// mimalloc: a quarter more unary calls per core than glibc's malloc on the benchmark (BENCHMARKS.md §7).
+// mimalloc: a quarter more unary calls per core than glibc's malloc on the benchmark. Built with `no_thp`:
+// with transparent huge pages, every 2 MiB page it touched again after returning memory was zeroed whole,
+// a tenth of the gateway's CPU under load (BENCHMARKS.md §7).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
