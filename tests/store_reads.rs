@@ -5,30 +5,18 @@
 
 mod common;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
-use common::{STORE_KEY, postgres::TestDatabase, seen};
+use common::{
+    postgres::TestDatabase,
+    seen,
+    stores::{self, schedule},
+};
 use onboarding_gateway::{
-    domain::{Application, ApplicationId, Status, poll::PollSchedule},
-    store::{
-        PostgresStore, Source, SqliteStore, Store, StoreKey,
-        postgres::PostgresOptions,
-        sqlite::{Durability, SqliteOptions},
-    },
+    domain::{Application, ApplicationId, Status},
+    store::{Source, Store},
 };
 use secrecy::SecretString;
-
-fn key() -> StoreKey {
-    StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap()
-}
-
-fn schedule() -> PollSchedule {
-    PollSchedule {
-        idv_interval: Duration::from_secs(60),
-        review_interval: Duration::from_secs(60),
-        max_interval: Duration::from_secs(60),
-    }
-}
 
 fn id(n: usize) -> ApplicationId {
     ApplicationId::parse(&format!("read-{n}")).unwrap()
@@ -139,14 +127,7 @@ async fn found_seq(store: &dyn Store, n: usize) -> u64 {
 #[tokio::test]
 async fn sqlite_reads_see_what_was_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
-    let options = SqliteOptions {
-        busy_timeout: Duration::from_secs(5),
-        durability: Durability::Full,
-        read_connections: 2,
-        take_over: true,
-    };
-    let store = SqliteStore::open(&url, key(), &options).await.unwrap();
+    let store = stores::sqlite(dir.path()).await;
     reads_see_what_was_committed(&store).await;
     store.close().await;
 }
@@ -154,13 +135,5 @@ async fn sqlite_reads_see_what_was_committed() {
 #[tokio::test]
 async fn postgres_reads_see_what_was_committed() {
     let database = TestDatabase::create().await;
-    let options = PostgresOptions {
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(30),
-    };
-    let store = PostgresStore::connect(&database.url, key(), &options)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    reads_see_what_was_committed(&store).await;
+    reads_see_what_was_committed(&stores::postgres(&database).await).await;
 }

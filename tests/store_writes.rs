@@ -5,20 +5,17 @@
 
 mod common;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
-use common::{STORE_KEY, postgres::TestDatabase, seen};
+use common::{
+    postgres::TestDatabase,
+    seen,
+    stores::{self, schedule},
+};
 use futures::future::join_all;
 use onboarding_gateway::{
-    domain::{Application, ApplicationId, Status, poll::PollSchedule},
-    store::{
-        PostgresStore, Source, SqliteStore, Store, StoreKey,
-        postgres::PostgresOptions,
-        sqlite::{Durability, SqliteOptions},
-    },
+    domain::{Application, ApplicationId, Status},
+    store::{Source, Store},
 };
 use secrecy::SecretString;
 
@@ -30,14 +27,6 @@ const NEWS: [Status; 4] = [
     Status::ComplianceReview,
     Status::AccountIssued,
 ];
-
-fn schedule() -> PollSchedule {
-    PollSchedule {
-        idv_interval: Duration::from_secs(60),
-        review_interval: Duration::from_secs(60),
-        max_interval: Duration::from_secs(60),
-    }
-}
 
 fn id(n: usize) -> ApplicationId {
     ApplicationId::parse(&format!("write-{n}")).unwrap()
@@ -149,20 +138,7 @@ fn rank(status: Status) -> u8 {
 #[tokio::test]
 async fn sqlite_applies_observations_arriving_together_in_turn() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
-    let options = SqliteOptions {
-        busy_timeout: Duration::from_secs(5),
-        durability: Durability::Full,
-        read_connections: 2,
-        take_over: true,
-    };
-    let store = SqliteStore::open(
-        &url,
-        StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap(),
-        &options,
-    )
-    .await
-    .unwrap();
+    let store = stores::sqlite(dir.path()).await;
     observations_arriving_together(&store).await;
     store.close().await;
 }
@@ -170,17 +146,5 @@ async fn sqlite_applies_observations_arriving_together_in_turn() {
 #[tokio::test]
 async fn postgres_applies_observations_arriving_together_in_turn() {
     let database = TestDatabase::create().await;
-    let options = PostgresOptions {
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(30),
-    };
-    let store = PostgresStore::connect(
-        &database.url,
-        StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap(),
-        &options,
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    observations_arriving_together(&store).await;
+    observations_arriving_together(&stores::postgres(&database).await).await;
 }

@@ -9,6 +9,7 @@ pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod sandbox;
+pub mod stores;
 pub mod watching;
 #[path = "webhook.rs"] // `webhook` names the gateway's module here
 pub mod webhooks;

@@ -1,0 +1,53 @@
+//! Stores opened directly, for tests of the `Store` trait itself: the same settings on both backends.
+
+use std::{path::Path, time::Duration};
+
+use onboarding_gateway::{
+    domain::poll::PollSchedule,
+    store::{
+        PostgresStore, SqliteStore, StoreKey,
+        postgres::PostgresOptions,
+        sqlite::{Durability, SqliteOptions},
+    },
+};
+use secrecy::SecretString;
+
+use super::{STORE_KEY, postgres::TestDatabase};
+
+fn key() -> StoreKey {
+    StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap()
+}
+
+/// A poll schedule of one minute throughout: nothing in a store test waits for a poll.
+pub fn schedule() -> PollSchedule {
+    PollSchedule {
+        idv_interval: Duration::from_secs(60),
+        review_interval: Duration::from_secs(60),
+        max_interval: Duration::from_secs(60),
+    }
+}
+
+/// A SQLite store in `dir` (a file, so lookups by key run inline), fully durable, two read connections.
+pub async fn sqlite(dir: &Path) -> SqliteStore {
+    let url = format!("sqlite://{}", dir.join("gateway.db").display());
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(5),
+        durability: Durability::Full,
+        read_connections: 2,
+        take_over: true,
+    };
+    SqliteStore::open(&url, key(), &options).await.unwrap()
+}
+
+/// A PostgreSQL store on `database`, migrated.
+pub async fn postgres(database: &TestDatabase) -> PostgresStore {
+    let options = PostgresOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let store = PostgresStore::connect(&database.url, key(), &options)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
