@@ -2,6 +2,10 @@
 //! writer in one transaction, PostgreSQL applies it in group-commit rounds. Each observation still runs
 //! through its own application's status machine in turn — no version lost or repeated, never backwards,
 //! every answer what the log holds — and an unknown application among them spoils nothing for the others.
+//!
+//! Writes of every kind at once, too: on SQLite the group committer writes through a connection of its own
+//! while idempotency records, erasure and the poller's leases go through the write pool, and neither may
+//! fail for the other's lock.
 
 mod common;
 
@@ -15,7 +19,7 @@ use common::{
 use futures::future::join_all;
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
-    store::{Source, Store},
+    store::{Begin, InboxEntry, RequestKey, Source, Store},
 };
 use secrecy::SecretString;
 
@@ -129,6 +133,131 @@ async fn observations_arriving_together(store: &dyn Store) {
     }
 }
 
+/// Creations, observations, notifications and inbox leases (the group committer's writes on SQLite) run at
+/// the same time as idempotency records, poll leases and erasures (the write pool's): every one succeeds and
+/// does what it says.
+async fn writes_of_every_kind_at_once(store: &dyn Store) {
+    const EACH: usize = 40;
+    let schedule = schedule();
+    let app = |n: usize| {
+        Application::created(
+            ApplicationId::parse(&format!("every-{n}")).unwrap(),
+            "caller".into(),
+            format!("every-ref-{n}"),
+            seen(Status::IdvTokenGenerated),
+            onboarding_gateway::domain::now(),
+        )
+    };
+    let session = |n: usize| SecretString::from(format!("every-session-{n}"));
+    // Half exist before the burst, to be observed and erased during it.
+    for n in 0..EACH / 2 {
+        store
+            .insert_application(app(n), &session(n), &schedule)
+            .await
+            .unwrap();
+    }
+
+    let creations = join_all((EACH / 2..EACH).map(|n| {
+        let schedule = &schedule;
+        async move {
+            store
+                .insert_application(app(n), &session(n), schedule)
+                .await
+        }
+    }));
+    let observations = join_all((0..EACH / 4).map(|n| {
+        let schedule = &schedule;
+        async move {
+            store
+                .apply(
+                    &app(n).id,
+                    &seen(Status::IdvApproved),
+                    Source::Other,
+                    schedule,
+                )
+                .await
+        }
+    }));
+    let erasures = join_all(
+        (EACH / 4..EACH / 2).map(|n| async move { store.erase_application(&app(n).id).await }),
+    );
+    // About applications that are not erased (erasure takes an application's waiting notifications).
+    let notifications = join_all((0..EACH).map(|n| async move {
+        let entry = InboxEntry {
+            dedupe_key: [n as u8; 32],
+            application_id: Some(app(n % (EACH / 4)).id),
+            person_id: None,
+            claimed_status: Some("APPROVED".into()),
+            sent_at: None,
+            trace_context: None,
+            via_application: true,
+        };
+        store.record_notification(&entry).await
+    }));
+    let requests = join_all((0..EACH).map(|n| async move {
+        let key = RequestKey {
+            caller: "caller".into(),
+            method: "SubmitKyc",
+            request_id: format!("request-{n}"),
+        };
+        store
+            .begin_request(
+                &key,
+                b"fingerprint",
+                "owner",
+                std::time::Duration::from_secs(60),
+            )
+            .await
+    }));
+    let leases = join_all((0..EACH / 4).map(|_| async {
+        let far_ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        store
+            .take_due_polls(far_ahead, std::time::Duration::from_secs(1), 4)
+            .await
+    }));
+    let (creations, observations, erasures, notifications, requests, leases) = futures::join!(
+        creations,
+        observations,
+        erasures,
+        notifications,
+        requests,
+        leases
+    );
+
+    for created in creations {
+        assert!(created.unwrap().changed, "a new application is a change");
+    }
+    for observed in observations {
+        let applied = observed.unwrap().expect("the application exists");
+        assert_eq!(applied.event.application.status, Status::IdvApproved);
+    }
+    for erased in erasures {
+        assert!(erased.unwrap(), "the application existed");
+    }
+    for recorded in notifications {
+        assert!(recorded.unwrap(), "each notification is new");
+    }
+    for begun in requests {
+        assert!(
+            matches!(begun.unwrap(), Begin::Proceed),
+            "each request is new"
+        );
+    }
+    let leased: usize = leases.into_iter().map(|taken| taken.unwrap().len()).sum();
+    assert!(leased <= EACH, "an application leased twice");
+
+    for n in 0..EACH {
+        let current = store.current(&app(n).id).await.unwrap();
+        let erased = (EACH / 4..EACH / 2).contains(&n);
+        assert_eq!(current.is_none(), erased, "every-{n}");
+    }
+    let taken = store
+        .take_notifications("worker", std::time::Duration::from_secs(60), 2 * EACH)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), EACH, "every notification was recorded once");
+}
+
 fn rank(status: Status) -> u8 {
     NEWS.iter()
         .position(|s| *s == status)
@@ -147,4 +276,18 @@ async fn sqlite_applies_observations_arriving_together_in_turn() {
 async fn postgres_applies_observations_arriving_together_in_turn() {
     let database = TestDatabase::create().await;
     observations_arriving_together(&stores::postgres(&database).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_runs_writes_of_every_kind_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = stores::sqlite(dir.path()).await;
+    writes_of_every_kind_at_once(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_runs_writes_of_every_kind_at_once() {
+    let database = TestDatabase::create().await;
+    writes_of_every_kind_at_once(&stores::postgres(&database).await).await;
 }

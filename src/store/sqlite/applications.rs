@@ -2,13 +2,18 @@
 
 use std::time::{Duration, SystemTime};
 
+use rusqlite::{Connection, params};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, group_commit, inline_reads::Missed};
+use super::{
+    SqliteStore,
+    columns::Columns,
+    group_commit,
+    inline_reads::{Bind, Missed},
+};
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
-    store::{Applied, Event, Source, StoreError, micros, rows::event},
+    store::{Applied, Event, Source, StoreError, micros, rows::StoreRow, rows::event},
 };
 
 /// Applications are read with their current sequence, under the event log's column names.
@@ -42,6 +47,22 @@ pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
 );
 pub(super) const LATEST_BY_PERSON: &str =
     select_applications!("WHERE person_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1");
+const EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+);
+const ALL_EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+);
+/// The sequences as a JSON array.
+const EVENTS_AT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
+);
 const LATEST_BY_SESSION: &str =
     select_applications!("WHERE session_hash = ? ORDER BY created_at DESC, rowid DESC LIMIT 1");
 
@@ -62,96 +83,104 @@ impl SqliteStore {
             .hash("idv session", &[session.expose_secret().as_bytes()])
     }
 
-    /// Appends `app` to the event log; returns its sequence.
-    async fn append(
-        tx: &mut Transaction<'_, Sqlite>,
-        app: &Application,
-    ) -> Result<u64, StoreError> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO events (application_id, version, owner, external_reference, person_id, status, \
-             upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(app.id.as_str())
-        .bind(app.version as i64)
-        .bind(&app.owner)
-        .bind(&app.external_reference)
-        .bind(&app.person_id)
-        .bind(app.status.as_str())
-        .bind(&app.upstream_status)
-        .bind(app.last_known_status.as_str())
-        .bind(&app.baas_client_id)
-        .bind(micros(app.create_time))
-        .bind(micros(app.update_time))
-        .fetch_one(&mut **tx)
-        .await?;
+    /// Appends `app` to the event log inside `tx`; returns its sequence.
+    fn append(tx: &Connection, app: &Application) -> Result<u64, StoreError> {
+        let seq: i64 = tx
+            .prepare_cached(
+                "INSERT INTO events (application_id, version, owner, external_reference, person_id, \
+                 status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            )?
+            .query_row(
+                params![
+                    app.id.as_str(),
+                    app.version as i64,
+                    app.owner,
+                    app.external_reference,
+                    app.person_id,
+                    app.status.as_str(),
+                    app.upstream_status,
+                    app.last_known_status.as_str(),
+                    app.baas_client_id,
+                    micros(app.create_time),
+                    micros(app.update_time),
+                ],
+                |row| row.get(0),
+            )?;
         Ok(seq as u64)
     }
 
-    async fn current_in(
-        tx: &mut Transaction<'_, Sqlite>,
-        id: &ApplicationId,
-    ) -> Result<Option<(Event, u32)>, StoreError> {
-        let row = sqlx::query(BY_ID)
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        row.map(|row| {
-            Ok((
-                event(&row)?,
-                row.try_get::<i64, _>("unchanged_polls")? as u32,
-            ))
-        })
-        .transpose()
+    /// The application's current version inside `tx`, and how many polls in a row found it unchanged.
+    fn current_in(tx: &Connection, id: &ApplicationId) -> Result<Option<(Event, u32)>, StoreError> {
+        let mut statement = tx.prepare_cached(BY_ID)?;
+        let mut rows = statement.query([id.as_str()])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let row = Columns(row);
+        Ok(Some((event(&row)?, row.integer("unchanged_polls")? as u32)))
     }
 
+    /// Creates the application in the writer's next transaction (group_commit.rs).
     pub(super) async fn insert_application_impl(
         &self,
         app: Application,
         session: &SecretString,
         schedule: &PollSchedule,
     ) -> Result<Applied, StoreError> {
-        let mut tx = self.write.begin().await?;
-        if Self::current_in(&mut tx, &app.id).await?.is_some() {
-            drop(tx);
+        self.commit(|reply| group_commit::Pending::Insert {
+            application: Box::new(app),
+            session_hash: self.session_hash(session),
+            schedule: schedule.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Creates `app` inside `tx`. An application that exists already (a retried create) is not created
+    /// again: what `app` says is applied to it instead.
+    pub(super) fn insert_in(
+        tx: &Connection,
+        app: &Application,
+        session_hash: &[u8; 32],
+        schedule: &PollSchedule,
+    ) -> Result<Applied, StoreError> {
+        if Self::current_in(tx, &app.id)?.is_some() {
             let seen = Observation {
                 status: app.status,
                 upstream_status: app.upstream_status.clone(),
                 person_id: app.person_id.clone(),
                 baas_client_id: app.baas_client_id.clone(),
             };
-            return self
-                .apply_impl(&app.id, &seen, Source::Other, schedule)
-                .await?
+            return Self::apply_in(tx, &app.id, &seen, Source::Other, schedule)?
                 .ok_or_else(|| StoreError("application vanished".into()));
         }
-        let seq = Self::append(&mut tx, &app).await?;
-        sqlx::query(
+        let seq = Self::append(tx, app)?;
+        tx.prepare_cached(
             "INSERT INTO applications (id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, last_seq, session_hash, created_at, updated_at, \
              next_poll_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(app.id.as_str())
-        .bind(&app.owner)
-        .bind(&app.external_reference)
-        .bind(&app.person_id)
-        .bind(app.status.as_str())
-        .bind(&app.upstream_status)
-        .bind(app.last_known_status.as_str())
-        .bind(&app.baas_client_id)
-        .bind(app.version as i64)
-        .bind(seq as i64)
-        .bind(&self.session_hash(session)[..])
-        .bind(micros(app.create_time))
-        .bind(micros(app.update_time))
-        .bind(next_poll(schedule, &app, 0, app.update_time))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        )?
+        .execute(params![
+            app.id.as_str(),
+            app.owner,
+            app.external_reference,
+            app.person_id,
+            app.status.as_str(),
+            app.upstream_status,
+            app.last_known_status.as_str(),
+            app.baas_client_id,
+            app.version as i64,
+            seq as i64,
+            &session_hash[..],
+            micros(app.create_time),
+            micros(app.update_time),
+            next_poll(schedule, app, 0, app.update_time),
+        ])?;
         Ok(Applied {
             event: Event {
                 seq,
-                application: app,
+                application: app.clone(),
             },
             changed: true,
         })
@@ -177,52 +206,52 @@ impl SqliteStore {
 
     /// Runs `seen` through the application's status machine inside `tx`; a change is appended to the log.
     /// `None` when the application is unknown.
-    pub(super) async fn apply_in(
-        tx: &mut Transaction<'_, Sqlite>,
+    pub(super) fn apply_in(
+        tx: &Connection,
         id: &ApplicationId,
         seen: &Observation,
         source: Source,
         schedule: &PollSchedule,
     ) -> Result<Option<Applied>, StoreError> {
-        let Some((current, unchanged)) = Self::current_in(tx, id).await? else {
+        let Some((current, unchanged)) = Self::current_in(tx, id)? else {
             return Ok(None);
         };
         let now = crate::domain::now();
         let Some(next) = current.application.apply(seen, now) else {
             if source == Source::Poll {
                 let unchanged = unchanged.saturating_add(1);
-                sqlx::query(
+                tx.prepare_cached(
                     "UPDATE applications SET unchanged_polls = ?, next_poll_at = ? WHERE id = ?",
-                )
-                .bind(unchanged as i64)
-                .bind(next_poll(schedule, &current.application, unchanged, now))
-                .bind(id.as_str())
-                .execute(&mut **tx)
-                .await?;
+                )?
+                .execute(params![
+                    unchanged as i64,
+                    next_poll(schedule, &current.application, unchanged, now),
+                    id.as_str(),
+                ])?;
             }
             return Ok(Some(Applied {
                 event: current,
                 changed: false,
             }));
         };
-        let seq = Self::append(tx, &next).await?;
-        sqlx::query(
-            "UPDATE applications SET person_id = ?, status = ?, upstream_status = ?, last_known_status = ?, \
-             baas_client_id = ?, version = ?, last_seq = ?, updated_at = ?, next_poll_at = ?, \
-             unchanged_polls = 0 WHERE id = ?",
-        )
-        .bind(&next.person_id)
-        .bind(next.status.as_str())
-        .bind(&next.upstream_status)
-        .bind(next.last_known_status.as_str())
-        .bind(&next.baas_client_id)
-        .bind(next.version as i64)
-        .bind(seq as i64)
-        .bind(micros(next.update_time))
-        .bind(next_poll(schedule, &next, 0, now))
-        .bind(id.as_str())
-        .execute(&mut **tx)
-        .await?;
+        let seq = Self::append(tx, &next)?;
+        tx.prepare_cached(
+            "UPDATE applications SET person_id = ?, status = ?, upstream_status = ?, \
+             last_known_status = ?, baas_client_id = ?, version = ?, last_seq = ?, updated_at = ?, \
+             next_poll_at = ?, unchanged_polls = 0 WHERE id = ?",
+        )?
+        .execute(params![
+            next.person_id,
+            next.status.as_str(),
+            next.upstream_status,
+            next.last_known_status.as_str(),
+            next.baas_client_id,
+            next.version as i64,
+            seq as i64,
+            micros(next.update_time),
+            next_poll(schedule, &next, 0, now),
+            id.as_str(),
+        ])?;
         Ok(Some(Applied {
             event: Event {
                 seq,
@@ -249,30 +278,39 @@ impl SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         let ids: Vec<&str> = ids.iter().map(ApplicationId::as_str).collect();
         let ids = serde_json::to_string(&ids).expect("strings serialise");
-        let rows = sqlx::query(BY_IDS).bind(ids).fetch_all(&self.read).await?;
-        rows.iter().map(event).collect()
+        self.events(BY_IDS, &[Bind::Text(&ids)]).await
     }
 
-    /// The first application `query` (one of the constants above) finds for `binds`: on the caller's
-    /// thread where it can be (inline_reads.rs), otherwise from the read pool.
+    /// The first application `query` (one of the constants above) finds for `binds`.
     pub(super) async fn one(
         &self,
         query: &'static str,
-        binds: &[&str],
+        binds: &[Bind<'_>],
     ) -> Result<Option<Event>, StoreError> {
-        if let Some(inline) = &self.inline {
-            match inline.one(query, binds) {
-                Ok(found) => return Ok(found),
-                Err(Missed::Failed(e)) => return Err(e),
-                Err(Missed::Busy) => {}
-            }
+        Ok(self.events(query, binds).await?.into_iter().next())
+    }
+
+    /// What `query` (one of the constants above) finds for `binds`: on the caller's thread where it can
+    /// be (inline_reads.rs), otherwise from the read pool.
+    async fn events(
+        &self,
+        query: &'static str,
+        binds: &[Bind<'_>],
+    ) -> Result<Vec<Event>, StoreError> {
+        match self.inline.events(query, binds) {
+            Ok(found) => return Ok(found),
+            Err(Missed::Failed(e)) => return Err(e),
+            Err(Missed::Busy) => {}
         }
-        let row = binds
+        let rows = binds
             .iter()
-            .fold(sqlx::query(query), |query, bind| query.bind(*bind))
-            .fetch_optional(&self.read)
+            .fold(sqlx::query(query), |query, bind| match *bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Integer(integer) => query.bind(integer),
+            })
+            .fetch_all(&self.read)
             .await?;
-        row.as_ref().map(event).transpose()
+        rows.iter().map(event).collect()
     }
 
     pub(super) async fn application_for_session_impl(
@@ -292,17 +330,12 @@ impl SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-        ))
-        .bind(id.as_str())
-        .bind(after as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(event).collect()
+        let binds = [
+            Bind::Text(id.as_str()),
+            Bind::Integer(after as i64),
+            Bind::Integer(limit as i64),
+        ];
+        self.events(EVENTS_AFTER, &binds).await
     }
 
     pub(super) async fn all_events_after_impl(
@@ -310,29 +343,14 @@ impl SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-        ))
-        .bind(after as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(event).collect()
+        let binds = [Bind::Integer(after as i64), Bind::Integer(limit as i64)];
+        self.events(ALL_EVENTS_AFTER, &binds).await
     }
 
     pub(super) async fn events_at_impl(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
         let seqs: Vec<i64> = seqs.iter().map(|&seq| seq as i64).collect();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
-        ))
-        .bind(super::json_ids(&seqs))
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(event).collect()
+        self.events(EVENTS_AT, &[Bind::Text(&super::json_ids(&seqs))])
+            .await
     }
 
     pub(super) async fn last_seq_impl(&self) -> Result<u64, StoreError> {

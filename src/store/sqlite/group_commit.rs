@@ -1,24 +1,38 @@
-//! Group commit: the writes that arrive while the single writer is busy go into its next transaction
-//! together — notifications recorded, observations applied, inbox rows taken, cleared and postponed.
+//! Group commit: the writes that arrive while the writer is busy go into its next transaction together —
+//! applications created, notifications recorded, observations applied, inbox rows taken, cleared and
+//! postponed — and the whole transaction runs on one thread in one hand-over.
 //!
 //! A notification must be committed before its sender gets `OK`, and an applied change before anyone hears
 //! of it; with `durability = "full"` every SQLite commit waits for a WAL sync. One transaction per write
 //! made the writer spend a burst of webhooks, and then the inbox's confirmations of them, on syncs one
-//! after another, while everything else queued behind them for the one write connection. Here a burst
-//! costs one sync: the committer takes everything waiting (up to `BATCH`), runs it in order in one
-//! transaction and answers each sender after the commit; a lone write is committed at once. A write that
-//! fails fails its whole transaction, and every sender of it hears of the failure (none of it was
-//! committed; notifications are redelivered, observations confirmed again, inbox rows taken again).
+//! after another. Here a burst costs one sync: the committer takes everything waiting (up to `BATCH`), runs
+//! it in order in one transaction and answers each sender after the commit; a lone write is committed at
+//! once. A write that fails fails its whole transaction, and every sender of it hears of the failure (none
+//! of it was committed; notifications are redelivered, observations confirmed again, inbox rows taken
+//! again).
+//!
+//! The transaction runs through a `rusqlite` connection of the committer's own, on a blocking thread. sqlx
+//! hands every statement to its connection's thread and back; a notification's four or five statements cost
+//! some thirty thread switches that way, most of the gateway's CPU under webhook load (BENCHMARKS.md).
+//! SQLite still has one writer: the committer writes only while it holds the sqlx write pool's one
+//! connection, so the store's other writes (idempotency records, erasure, the poller's leases) and the
+//! committer's transactions take turns instead of contending for SQLite's lock.
+//!
 //! The SQL of each write lives with its table (`inbox.rs`, `applications.rs`); this is only the mechanism.
 
-use std::time::Duration;
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::SqliteStore;
+use super::{Durability, SqliteOptions, SqliteStore};
 use crate::{
-    domain::{ApplicationId, Observation, poll::PollSchedule},
+    domain::{Application, ApplicationId, Observation, poll::PollSchedule},
     store::{Applied, InboxEntry, InboxRow, Source, StoreError},
 };
 
@@ -26,6 +40,13 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write waiting for the next transaction, and where its outcome goes.
 pub(super) enum Pending {
+    /// A new application; if it exists already, what it says is applied to it instead.
+    Insert {
+        application: Box<Application>,
+        session_hash: [u8; 32],
+        schedule: PollSchedule,
+        reply: Reply<Applied>,
+    },
     /// A notification to record, when it was received; the outcome says whether it was new.
     Record {
         entry: InboxEntry,
@@ -59,6 +80,7 @@ pub(super) enum Pending {
 
 /// What one write did, once its transaction has committed.
 enum Outcome {
+    Inserted(Box<Applied>),
     Recorded(bool),
     Applied(Option<Box<Applied>>),
     Taken(Vec<InboxRow>),
@@ -66,15 +88,35 @@ enum Outcome {
 }
 
 impl Pending {
+    /// Whether the write must be on disk before its sender hears of it: a recorded notification is
+    /// acknowledged, a created or changed application is announced. Leases, clearings and postponements
+    /// are not: losing one with the machine's power costs at most a notification confirmed again (leases
+    /// are released at start anyway), and a later synced commit carries them to disk with it, as the log
+    /// is written in order.
+    fn must_be_synced(&self) -> bool {
+        matches!(
+            self,
+            Pending::Insert { .. } | Pending::Record { .. } | Pending::Apply { .. }
+        )
+    }
+
     /// Runs the write inside the group's transaction.
-    async fn run(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    ) -> Result<Outcome, StoreError> {
+    fn run(&self, tx: &Connection) -> Result<Outcome, StoreError> {
         Ok(match self {
+            Pending::Insert {
+                application,
+                session_hash,
+                schedule,
+                ..
+            } => Outcome::Inserted(Box::new(SqliteStore::insert_in(
+                tx,
+                application,
+                session_hash,
+                schedule,
+            )?)),
             Pending::Record {
                 entry, received_at, ..
-            } => Outcome::Recorded(SqliteStore::record_in(tx, entry, *received_at).await?),
+            } => Outcome::Recorded(SqliteStore::record_in(tx, entry, *received_at)?),
             Pending::Apply {
                 id,
                 seen,
@@ -82,22 +124,20 @@ impl Pending {
                 schedule,
                 ..
             } => Outcome::Applied(
-                SqliteStore::apply_in(tx, id, seen, *source, schedule)
-                    .await?
-                    .map(Box::new),
+                SqliteStore::apply_in(tx, id, seen, *source, schedule)?.map(Box::new),
             ),
             Pending::Take {
                 owner,
                 lease,
                 limit,
                 ..
-            } => Outcome::Taken(SqliteStore::take_in(tx, owner, *lease, *limit).await?),
+            } => Outcome::Taken(SqliteStore::take_in(tx, owner, *lease, *limit)?),
             Pending::Finish { ids, .. } => {
-                SqliteStore::finish_in(tx, ids).await?;
+                SqliteStore::finish_in(tx, ids)?;
                 Outcome::Done
             }
             Pending::Postpone { ids, until, .. } => {
-                SqliteStore::postpone_in(tx, ids, *until).await?;
+                SqliteStore::postpone_in(tx, ids, *until)?;
                 Outcome::Done
             }
         })
@@ -107,6 +147,9 @@ impl Pending {
     fn answer(self, outcome: Outcome) {
         // A sender that went away (its caller gave up) needs no answer.
         match (self, outcome) {
+            (Pending::Insert { reply, .. }, Outcome::Inserted(applied)) => {
+                drop(reply.send(Ok(*applied)))
+            }
             (Pending::Record { reply, .. }, Outcome::Recorded(new)) => drop(reply.send(Ok(new))),
             (Pending::Apply { reply, .. }, Outcome::Applied(applied)) => {
                 drop(reply.send(Ok(applied.map(|a| *a))))
@@ -123,6 +166,7 @@ impl Pending {
     fn fail(self, e: &StoreError) {
         let failed = || StoreError(e.0.clone());
         match self {
+            Pending::Insert { reply, .. } => drop(reply.send(Err(failed()))),
             Pending::Record { reply, .. } => drop(reply.send(Err(failed()))),
             Pending::Apply { reply, .. } => drop(reply.send(Err(failed()))),
             Pending::Take { reply, .. } => drop(reply.send(Err(failed()))),
@@ -154,34 +198,191 @@ impl SqliteStore {
     }
 }
 
-/// Starts the committer; it stops when the returned sender (the store) is dropped.
-pub(super) fn start(write: SqlitePool) -> mpsc::Sender<Pending> {
+/// The committer's own connection to the database file.
+pub(super) struct Writer {
+    connection: Connection,
+    durability: Durability,
+    /// What `PRAGMA synchronous` is now.
+    syncing: bool,
+}
+
+/// The committer's connection, set up as sqlx sets up the store's connections.
+pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer, StoreError> {
+    let connection = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Waits, on the blocking thread, only for a lock held outside this gateway (an operator command, a
+    // backup); the gateway's own writers take turns (above).
+    connection.busy_timeout(options.busy_timeout)?;
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    connection.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;"
+    ))?;
+    Ok(Writer {
+        connection,
+        durability: options.durability,
+        syncing: options.durability == Durability::Full,
+    })
+}
+
+/// Starts the committer on `connection`, taking turns with the writers of `turns`; it stops when the
+/// returned sender (the store) is dropped.
+pub(super) fn start(turns: SqlitePool, writer: Writer) -> mpsc::Sender<Pending> {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(run(write, receiver));
+    tokio::spawn(run(turns, Arc::new(Mutex::new(writer)), receiver));
     sender
 }
 
-async fn run(write: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
-        match commit_all(&write, &batch).await {
-            Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    pending.answer(outcome);
-                }
-            }
-            Err(e) => batch.drain(..).for_each(|pending| pending.fail(&e)),
+async fn run(turns: SqlitePool, writer: Arc<Mutex<Writer>>, mut queue: mpsc::Receiver<Pending>) {
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        if queue.recv_many(&mut batch, BATCH).await == 0 {
+            return;
         }
+        // Held until the transaction has ended: no other writer of this gateway holds SQLite's lock.
+        let turn = match turns.acquire().await {
+            Ok(turn) => turn,
+            Err(e) => {
+                let e = StoreError::from(e);
+                batch.into_iter().for_each(|pending| pending.fail(&e));
+                continue;
+            }
+        };
+        let writer = Arc::clone(&writer);
+        // A panic drops the batch unanswered: its senders hear that nothing was committed.
+        let _ = tokio::task::spawn_blocking(move || {
+            // A panic inside a transaction rolled it back as it unwound; the connection is sound.
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            match writer.commit_all(&batch) {
+                Ok(outcomes) => {
+                    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                        pending.answer(outcome);
+                    }
+                }
+                Err(e) => batch.into_iter().for_each(|pending| pending.fail(&e)),
+            }
+        })
+        .await;
+        drop(turn);
     }
 }
 
-/// Runs every write of the batch, in order, in one transaction; each sees the ones before it.
-async fn commit_all(write: &SqlitePool, batch: &[Pending]) -> Result<Vec<Outcome>, StoreError> {
-    let mut tx = write.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        outcomes.push(pending.run(&mut tx).await?);
+impl Writer {
+    /// Runs every write of the batch, in order, in one transaction; each sees the ones before it.
+    fn commit_all(&mut self, batch: &[Pending]) -> Result<Vec<Outcome>, StoreError> {
+        // With `durability = "full"`, a group that only leases, clears or postpones is committed without
+        // waiting for the disk: the inbox worker's lease is then not one more sync on a notification's way.
+        let syncing =
+            self.durability == Durability::Full && batch.iter().any(Pending::must_be_synced);
+        if syncing != self.syncing {
+            let level = if syncing { "FULL" } else { "NORMAL" };
+            self.connection.pragma_update(None, "synchronous", level)?;
+            self.syncing = syncing;
+        }
+        // Immediate: the lock is taken (or waited for) before anything is read, so nothing read can be
+        // stale.
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let outcomes = batch
+            .iter()
+            .map(|pending| pending.run(&tx))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(outcomes)
     }
-    tx.commit().await?;
-    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &Path, durability: Durability) -> Writer {
+        let path = dir.join("store.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(include_str!("../../../migrations/sqlite/0001_initial.sql"))
+            .unwrap();
+        let options = SqliteOptions {
+            busy_timeout: Duration::from_secs(1),
+            durability,
+            read_connections: 1,
+            take_over: false,
+        };
+        connect(&path, &options).unwrap()
+    }
+
+    fn synchronous(writer: &Writer) -> i64 {
+        writer
+            .connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    fn lease() -> Pending {
+        Pending::Take {
+            owner: "worker".into(),
+            lease: Duration::from_secs(30),
+            limit: 8,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn recording() -> Pending {
+        Pending::Record {
+            entry: InboxEntry {
+                dedupe_key: [7; 32],
+                application_id: None,
+                person_id: Some("person".into()),
+                claimed_status: None,
+                sent_at: None,
+                trace_context: None,
+                via_application: false,
+            },
+            received_at: 0,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    const FULL: i64 = 2;
+    const NORMAL: i64 = 1;
+
+    /// With full durability, a group holding a recording waits for the disk; one that only leases, clears
+    /// or postpones does not (it reaches the disk with the next synced commit).
+    #[test]
+    fn only_groups_that_must_be_on_disk_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Full);
+
+        writer.commit_all(&[lease()]).unwrap();
+        assert_eq!(synchronous(&writer), NORMAL, "a lease alone");
+
+        writer.commit_all(&[lease(), recording()]).unwrap();
+        assert_eq!(synchronous(&writer), FULL, "a lease with a recording");
+
+        let finish = Pending::Finish {
+            ids: vec![1],
+            reply: oneshot::channel().0,
+        };
+        writer.commit_all(&[finish]).unwrap();
+        assert_eq!(synchronous(&writer), NORMAL, "a clearing alone");
+        let left: i64 = writer
+            .connection
+            .query_row("SELECT count(*) FROM inbox", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "the clearing was committed");
+    }
+
+    /// With normal durability nothing waits for the disk.
+    #[test]
+    fn normal_durability_never_syncs_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Normal);
+        writer.commit_all(&[recording()]).unwrap();
+        assert_eq!(synchronous(&writer), NORMAL);
+    }
 }

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{Connection, params};
+use sqlx::Row;
 
-use super::{SqliteStore, group_commit, json_ids};
+use super::{SqliteStore, columns::Columns, group_commit, json_ids};
 use crate::{
     domain::ApplicationId,
     store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
@@ -62,78 +63,70 @@ impl SqliteStore {
 
     /// Records a notification inside `tx`: whether it was new (not a delivery of one recorded before,
     /// nor earlier in the same transaction).
-    pub(super) async fn record_in(
-        tx: &mut Transaction<'_, Sqlite>,
+    pub(super) fn record_in(
+        tx: &Connection,
         entry: &InboxEntry,
         received_at: i64,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-             trace_context, via_application, received_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&entry.dedupe_key[..])
-        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
-        .bind(&entry.person_id)
-        .bind(&entry.claimed_status)
-        .bind(&entry.sent_at)
-        .bind(&entry.trace_context)
-        .bind(entry.via_application)
-        .bind(received_at)
-        .bind(received_at)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
+                 trace_context, via_application, received_at, not_before) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+            )?
+            .execute(params![
+                &entry.dedupe_key[..],
+                entry.application_id.as_ref().map(ApplicationId::as_str),
+                entry.person_id,
+                entry.claimed_status,
+                entry.sent_at,
+                entry.trace_context,
+                entry.via_application,
+                received_at,
+                received_at,
+            ])?;
         Ok(inserted == 1)
     }
 
     /// Leases to `owner` up to `limit` rows that are due and not leased, oldest first, inside `tx`.
-    pub(super) async fn take_in(
-        tx: &mut Transaction<'_, Sqlite>,
+    pub(super) fn take_in(
+        tx: &Connection,
         owner: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<InboxRow>, StoreError> {
         let now = SystemTime::now();
-        let rows = sqlx::query(
+        let mut statement = tx.prepare_cached(
             "UPDATE inbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id IN \
              (SELECT id FROM inbox WHERE not_before <= ? AND (lease_until IS NULL OR lease_until <= ?) \
              ORDER BY id LIMIT ?) RETURNING *",
-        )
-        .bind(owner)
-        .bind(micros(now + lease))
-        .bind(micros(now))
-        .bind(micros(now))
-        .bind(limit as i64)
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter().map(inbox_row).collect()
+        )?;
+        let mut rows = statement.query(params![
+            owner,
+            micros(now + lease),
+            micros(now),
+            micros(now),
+            limit as i64,
+        ])?;
+        let mut taken = Vec::new();
+        while let Some(row) = rows.next()? {
+            taken.push(inbox_row(&Columns(row))?);
+        }
+        Ok(taken)
     }
 
-    pub(super) async fn finish_in(
-        tx: &mut Transaction<'_, Sqlite>,
-        ids: &[i64],
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(json_ids(ids))
-            .execute(&mut **tx)
-            .await?;
+    pub(super) fn finish_in(tx: &Connection, ids: &[i64]) -> Result<(), StoreError> {
+        tx.prepare_cached("DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))")?
+            .execute([json_ids(ids)])?;
         Ok(())
     }
 
-    pub(super) async fn postpone_in(
-        tx: &mut Transaction<'_, Sqlite>,
-        ids: &[i64],
-        until: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    pub(super) fn postpone_in(tx: &Connection, ids: &[i64], until: i64) -> Result<(), StoreError> {
+        tx.prepare_cached(
             "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, not_before = ? \
              WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(until)
-        .bind(json_ids(ids))
-        .execute(&mut **tx)
-        .await?;
+        )?
+        .execute(params![until, json_ids(ids)])?;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! Point reads answered on the calling thread.
+//! Short reads answered on the calling thread: lookups by key, and the bounded reads of the notification
+//! path (a batch's applications, a stream's next events).
 //!
 //! sqlx runs every SQLite connection on a thread of its own: a query is handed to that thread and its
 //! answer handed back, two thread wake-ups per read. For a `GetApplication`, whose one store read is a
@@ -18,7 +19,8 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
-use crate::store::{Event, StoreError, rows::StoreRow, rows::event};
+use super::columns::Columns;
+use crate::store::{Event, StoreError, rows::event};
 
 /// Why an inline read gave no answer.
 pub(super) enum Missed {
@@ -57,8 +59,8 @@ impl InlineReads {
         Ok(connection)
     }
 
-    /// The first application `query` finds for `binds`.
-    pub(super) fn one(&self, query: &str, binds: &[&str]) -> Result<Option<Event>, Missed> {
+    /// The rows `query` finds for `binds`, as events.
+    pub(super) fn events(&self, query: &str, binds: &[Bind<'_>]) -> Result<Vec<Event>, Missed> {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let connection = match taken {
             Some(connection) => connection,
@@ -72,14 +74,35 @@ impl InlineReads {
         found
     }
 
-    fn read(connection: &Connection, query: &str, binds: &[&str]) -> Result<Option<Event>, Missed> {
+    fn read(
+        connection: &Connection,
+        query: &str,
+        binds: &[Bind<'_>],
+    ) -> Result<Vec<Event>, Missed> {
         let mut statement = connection.prepare_cached(query).map_err(missed)?;
         let mut rows = statement
             .query(rusqlite::params_from_iter(binds))
             .map_err(missed)?;
-        match rows.next().map_err(missed)? {
-            Some(row) => event(&Columns(row)).map(Some).map_err(Missed::Failed),
-            None => Ok(None),
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().map_err(missed)? {
+            found.push(event(&Columns(row)).map_err(Missed::Failed)?);
+        }
+        Ok(found)
+    }
+}
+
+/// A value bound to a read's query, the same on the caller's thread and in the pool.
+#[derive(Clone, Copy)]
+pub(super) enum Bind<'a> {
+    Text(&'a str),
+    Integer(i64),
+}
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Bind::Text(text) => text.to_sql(),
+            Bind::Integer(integer) => integer.to_sql(),
         }
     }
 }
@@ -88,35 +111,6 @@ fn missed(e: rusqlite::Error) -> Missed {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Missed::Busy,
         _ => Missed::Failed(StoreError(format!("sqlite: {e}"))),
-    }
-}
-
-/// A row of an inline read, decoded like any other row of the store.
-struct Columns<'r>(&'r rusqlite::Row<'r>);
-
-impl Columns<'_> {
-    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T, StoreError> {
-        self.0
-            .get(column)
-            .map_err(|e| StoreError(format!("column {column}: {e}")))
-    }
-}
-
-impl StoreRow for Columns<'_> {
-    fn text(&self, column: &str) -> Result<String, StoreError> {
-        self.get(column)
-    }
-    fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-        self.get(column)
-    }
-    fn integer(&self, column: &str) -> Result<i64, StoreError> {
-        self.get(column)
-    }
-    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
-        self.get(column)
-    }
-    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
-        self.get(column)
     }
 }
 
@@ -142,7 +136,10 @@ mod tests {
         let reads = InlineReads::new(&path, 2);
 
         let started = Instant::now();
-        let answer = reads.one("SELECT id FROM applications WHERE id = ?", &["a"]);
+        let answer = reads.events(
+            "SELECT id FROM applications WHERE id = ?",
+            &[Bind::Text("a")],
+        );
         let waited = started.elapsed();
 
         assert!(matches!(answer, Err(Missed::Busy)), "not reported as busy");
@@ -173,8 +170,8 @@ mod tests {
         let reads = InlineReads::new(&path, 2);
         let query = "SELECT * FROM applications WHERE external_reference = ?";
 
-        let found = match reads.one(query, &["ref-1"]) {
-            Ok(found) => found.expect("the application"),
+        let found = match reads.events(query, &[Bind::Text("ref-1")]) {
+            Ok(found) => found.into_iter().next().expect("the application"),
             Err(_) => panic!("the read failed"),
         };
         let app = &found.application;
@@ -186,6 +183,8 @@ mod tests {
         assert_eq!(app.upstream_status, "APPROVED");
         assert_eq!(app.version, 3);
         assert_eq!(app.update_time, crate::store::from_micros(2_000_000));
-        assert!(matches!(reads.one(query, &["ref-2"]), Ok(None)));
+        assert!(
+            matches!(reads.events(query, &[Bind::Text("ref-2")]), Ok(found) if found.is_empty())
+        );
     }
 }

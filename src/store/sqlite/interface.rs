@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{SqliteStore, applications};
+use super::{SqliteStore, applications, inline_reads::Bind};
 use crate::{
     domain::{Application, ApplicationId},
     store::{Event, Store, StoreError},
@@ -21,7 +21,8 @@ impl Store for SqliteStore {
     }
 
     async fn current(&self, id: &ApplicationId) -> Result<Option<Event>, StoreError> {
-        self.one(applications::BY_ID, &[id.as_str()]).await
+        self.one(applications::BY_ID, &[Bind::Text(id.as_str())])
+            .await
     }
 
     async fn current_of(&self, ids: &[ApplicationId]) -> Result<Vec<Event>, StoreError> {
@@ -35,13 +36,14 @@ impl Store for SqliteStore {
     ) -> Result<Option<Event>, StoreError> {
         self.one(
             applications::LATEST_BY_REFERENCE,
-            &[owner, external_reference],
+            &[Bind::Text(owner), Bind::Text(external_reference)],
         )
         .await
     }
 
     async fn latest_for_person(&self, person_id: &str) -> Result<Option<Event>, StoreError> {
-        self.one(applications::LATEST_BY_PERSON, &[person_id]).await
+        self.one(applications::LATEST_BY_PERSON, &[Bind::Text(person_id)])
+            .await
     }
 
     async fn application_for_session(

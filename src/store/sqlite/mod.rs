@@ -1,10 +1,13 @@
 //! The SQLite backend: the embedded default (`serve --sandbox`, single-replica deployments).
 //!
-//! Writes go through a pool of one connection, so the gateway's own writers queue in the pool instead of
-//! contending for SQLite's lock; SQLite's single writer also makes the event log's sequence commit order.
-//! Reads use a pool of their own (WAL lets them run beside the writer).
+//! The database is a file: its connections are the write pool's one, the group committer's, the read
+//! pool's and the inline reads'. The gateway's writers take turns on the write pool's one connection (the
+//! group committer holds it while it writes through its own), so they queue instead of contending for
+//! SQLite's lock; SQLite's single writer also makes the event log's sequence commit order. Reads run beside
+//! the writer (WAL).
 
 mod applications;
+mod columns;
 mod erasure;
 mod group_commit;
 mod inbox;
@@ -44,9 +47,10 @@ pub struct SqliteOptions {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
-    /// Lookups by key, answered on the caller's thread; `None` for an in-memory database.
-    inline: Option<inline_reads::InlineReads>,
-    /// Records notifications and applies observations, many per transaction (group_commit.rs).
+    /// Lookups by key, answered on the caller's thread.
+    inline: inline_reads::InlineReads,
+    /// Creates applications, records notifications and applies observations, many per transaction
+    /// (group_commit.rs).
     committer: tokio::sync::mpsc::Sender<group_commit::Pending>,
     key: StoreKey,
     /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open
@@ -92,7 +96,14 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)?;
         // Taken before anything is written: a second gateway must not migrate or recover either.
         let database = connect.get_filename().to_owned();
-        let owner = if options.take_over && database != std::path::Path::new(":memory:") {
+        // Acknowledged notifications must outlive the process, and several connections share the data.
+        if database == std::path::Path::new(":memory:") {
+            return Err(StoreError(
+                "an in-memory SQLite database cannot be the store: give a file (sqlite://PATH)"
+                    .into(),
+            ));
+        }
+        let owner = if options.take_over {
             if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
@@ -114,6 +125,8 @@ impl SqliteStore {
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            // A connection to a local file does not go stale; a ping would cost a hand-over per turn.
+            .test_before_acquire(false)
             .acquire_timeout(options.busy_timeout + Duration::from_secs(30))
             .connect_with(connect.clone())
             .await?;
@@ -129,12 +142,10 @@ impl SqliteStore {
             .max_connections(read_connections)
             .connect_with(connect.read_only(true))
             .await?;
-        // An in-memory database has no file for other connections to open.
-        let inline = database
-            .is_file()
-            .then(|| inline_reads::InlineReads::new(&database, read_connections as usize));
+        let inline = inline_reads::InlineReads::new(&database, read_connections as usize);
+        let committer = group_commit::connect(&database, options)?;
         Ok(SqliteStore {
-            committer: group_commit::start(write.clone()),
+            committer: group_commit::start(write.clone(), committer),
             write,
             read,
             inline,
@@ -174,6 +185,12 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(format!("sqlite: {e}"))
     }
 }
 
