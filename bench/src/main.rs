@@ -25,7 +25,9 @@ struct Args {
     /// The scenarios to run (default: all): unary, fanout, watchers, ingest.
     #[arg(long = "scenario", value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// The stores to run the store-dependent scenarios (fanout, ingest) on: sqlite, postgres.
+    /// The stores to run the store-dependent scenarios (fanout, ingest) on: sqlite, postgres, and
+    /// sqlite-normal (SQLite with `store.durability = "normal"`: commits survive a killed process but do
+    /// not wait for the disk).
     #[arg(long = "store", value_delimiter = ',', default_values = ["sqlite", "postgres"])]
     stores: Vec<String>,
     /// PostgreSQL server for the postgres store: a database with a unique name is created there and

@@ -214,7 +214,8 @@ pub fn start_sandbox(binary: &Path, cpu: Option<usize>, dir: &Path) -> (Proc, St
 /// Where the gateway keeps its state.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Sqlite(PathBuf),
+    /// The database file, and `store.durability` (`full`, the default, or `normal`).
+    Sqlite(PathBuf, &'static str),
     Postgres(String),
 }
 
@@ -240,9 +241,12 @@ pub async fn start_gateway(
         webhook: free_port(),
         admin: free_port(),
     };
-    let store_url = match store {
-        Store::Sqlite(path) => format!("sqlite://{}", path.display()),
-        Store::Postgres(url) => url.clone(),
+    let (store_url, durability) = match store {
+        Store::Sqlite(path, durability) => (
+            format!("sqlite://{}", path.display()),
+            format!("durability = \"{durability}\""),
+        ),
+        Store::Postgres(url) => (url.clone(), String::new()),
     };
     // Callers are not authenticated (loopback only); polls are an hour apart so that only the benchmark's
     // own calls and notifications move applications; streams per connection are raised for idle watchers.
@@ -263,6 +267,7 @@ workers = {webhook_workers}
 [store]
 url = "{store_url}"
 key = "{STORE_KEY}"
+{durability}
 [poll]
 idv_interval = "1h"
 review_interval = "1h"

@@ -230,7 +230,9 @@ impl Env {
     async fn start(plan: &Plan, store: &str, webhook_workers: u32) -> Result<Env, Error> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (database, store) = match store {
-            "sqlite" => (None, Store::Sqlite(dir.path().join("gateway.db"))),
+            "sqlite" => (None, Store::Sqlite(dir.path().join("gateway.db"), "full")),
+            // Commits that survive a killed process but do not wait for the disk.
+            "sqlite-normal" => (None, Store::Sqlite(dir.path().join("gateway.db"), "normal")),
             "postgres" => {
                 let database = PostgresDatabase::create(&plan.postgres)?;
                 let url = database.url.clone();
