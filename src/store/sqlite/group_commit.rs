@@ -206,7 +206,8 @@ pub(super) struct Writer {
     syncing: bool,
 }
 
-/// The committer's connection, set up as sqlx sets up the store's connections.
+/// The committer's connection, set up as sqlx sets up the store's connections (checkpoints are left to
+/// checkpoints.rs).
 pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer, StoreError> {
     let connection = Connection::open_with_flags(
         database,
@@ -220,7 +221,8 @@ pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer
         Durability::Normal => "NORMAL",
     };
     connection.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;"
+        "PRAGMA synchronous = {synchronous}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0;"
     ))?;
     Ok(Writer {
         connection,

@@ -7,6 +7,7 @@
 //! the writer (WAL).
 
 mod applications;
+mod checkpoints;
 mod columns;
 mod erasure;
 mod group_commit;
@@ -53,6 +54,8 @@ pub struct SqliteStore {
     /// (group_commit.rs).
     committer: tokio::sync::mpsc::Sender<group_commit::Pending>,
     key: StoreKey,
+    /// Dropped with the store: the checkpoint thread stops.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     /// The serving gateway's exclusive lock on `<database>.lock`, held while the store is open
     /// (see [`lock_owner`]).
     _owner: Option<std::fs::File>,
@@ -122,6 +125,8 @@ impl SqliteStore {
             .busy_timeout(options.busy_timeout)
             // Deleted rows are overwritten, so an erased application leaves nothing in the file.
             .pragma("secure_delete", "ON")
+            // The checkpoint thread copies the log back (checkpoints.rs), never a commit.
+            .pragma("wal_autocheckpoint", "0")
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -144,7 +149,9 @@ impl SqliteStore {
             .await?;
         let inline = inline_reads::InlineReads::new(&database, read_connections as usize);
         let committer = group_commit::connect(&database, options)?;
+        let checkpoints = checkpoints::start(&database, options)?;
         Ok(SqliteStore {
+            _checkpoints: checkpoints,
             committer: group_commit::start(write.clone(), committer),
             write,
             read,
@@ -159,9 +166,12 @@ impl SqliteStore {
     /// idempotent requests' outcomes are unknown (the next attempt reconciles).
     async fn recover(write: &SqlitePool) -> Result<(), StoreError> {
         let mut tx = write.begin().await?;
+        // A lease keeps its row from being due until it runs out (inbox.rs): released, the row is due now.
         let released = sqlx::query(
-            "UPDATE inbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+            "UPDATE inbox SET lease_owner = NULL, lease_until = NULL, not_before = min(not_before, ?) \
+             WHERE lease_owner IS NOT NULL",
         )
+        .bind(super::micros(std::time::SystemTime::now()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
