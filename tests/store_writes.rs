@@ -291,3 +291,65 @@ async fn postgres_runs_writes_of_every_kind_at_once() {
     let database = TestDatabase::create().await;
     writes_of_every_kind_at_once(&stores::postgres(&database).await).await;
 }
+
+/// An inbox row is taken by one worker at a time: leased, it is not taken again until the lease runs out
+/// (a worker that vanished), postponed, not before its time, and cleared, never.
+async fn inbox_leases(store: &dyn Store) {
+    use std::time::{Duration, SystemTime};
+    let note = |n: u8| InboxEntry {
+        dedupe_key: [n; 32],
+        application_id: None,
+        person_id: Some(format!("person-{n}")),
+        claimed_status: None,
+        sent_at: None,
+        trace_context: None,
+        via_application: false,
+    };
+    for n in 1..=3 {
+        assert!(store.record_notification(&note(n)).await.unwrap());
+    }
+    let lease = Duration::from_millis(400);
+
+    let taken = store.take_notifications("first", lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 3);
+    assert!(taken.iter().all(|row| row.attempts == 1));
+    assert!(
+        store
+            .take_notifications("second", lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased rows were taken again"
+    );
+
+    let ids: Vec<i64> = taken.iter().map(|row| row.id).collect();
+    store.finish_notifications(&ids[..1]).await.unwrap();
+    store
+        .postpone_notifications(&ids[1..2], SystemTime::now() + Duration::from_secs(3600))
+        .await
+        .unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+
+    let again = store.take_notifications("second", lease, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|row| row.id).collect::<Vec<_>>(),
+        ids[2..].to_vec(),
+        "only the row whose lease ran out comes back"
+    );
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].entry, note(3));
+}
+
+#[tokio::test]
+async fn sqlite_leases_inbox_rows_to_one_worker_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = stores::sqlite(dir.path()).await;
+    inbox_leases(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_leases_inbox_rows_to_one_worker_at_a_time() {
+    let database = TestDatabase::create().await;
+    inbox_leases(&stores::postgres(&database).await).await;
+}

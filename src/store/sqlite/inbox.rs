@@ -88,7 +88,10 @@ impl SqliteStore {
         Ok(inserted == 1)
     }
 
-    /// Leases to `owner` up to `limit` rows that are due and not leased, oldest first, inside `tx`.
+    /// Leases to `owner` up to `limit` rows that are due, the longest due first, inside `tx`. A leased row
+    /// is due again when its lease runs out (`not_before` moves to the lease's end), so "due" alone says
+    /// what is free to take, and the index on `not_before` finds it without stepping over the rows being
+    /// confirmed (that scan was a tenth of the gateway's CPU under webhook load).
     pub(super) fn take_in(
         tx: &Connection,
         owner: &str,
@@ -97,14 +100,13 @@ impl SqliteStore {
     ) -> Result<Vec<InboxRow>, StoreError> {
         let now = SystemTime::now();
         let mut statement = tx.prepare_cached(
-            "UPDATE inbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id IN \
-             (SELECT id FROM inbox WHERE not_before <= ? AND (lease_until IS NULL OR lease_until <= ?) \
-             ORDER BY id LIMIT ?) RETURNING *",
+            "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, not_before = ?2, \
+             attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM inbox WHERE not_before <= ?3 ORDER BY not_before, id LIMIT ?4) RETURNING *",
         )?;
         let mut rows = statement.query(params![
             owner,
             micros(now + lease),
-            micros(now),
             micros(now),
             limit as i64,
         ])?;
