@@ -231,7 +231,7 @@ pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer
     })
 }
 
-/// Starts the committer on `connection`, taking turns with the writers of `turns`; it stops when the
+/// Starts the committer on `writer`, taking turns with the writers of the pool `turns`; it stops when the
 /// returned sender (the store) is dropped.
 pub(super) fn start(turns: SqlitePool, writer: Writer) -> mpsc::Sender<Pending> {
     let (sender, receiver) = mpsc::channel(QUEUE);
