@@ -12,7 +12,7 @@ use std::{path::Path, sync::mpsc, time::Duration};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{Durability, SqliteOptions};
+use super::SqliteOptions;
 use crate::store::StoreError;
 
 /// How often the log is copied back: it grows by about a second of writes at most.
@@ -28,11 +28,7 @@ pub(super) fn start(
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     // A checkpoint syncs the log before copying it and the database after, as durable as the commits.
-    let synchronous = match options.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "synchronous", options.durability.synchronous())?;
     connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
@@ -59,6 +55,7 @@ fn checkpoint(connection: &Connection) -> Result<i64, rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::Durability;
 
     fn log_pages(path: &Path) -> u64 {
         let mut wal = path.as_os_str().to_owned();

@@ -216,13 +216,10 @@ pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer
     // Waits, on the blocking thread, only for a lock held outside this gateway (an operator command, a
     // backup); the gateway's own writers take turns (above).
     connection.busy_timeout(options.busy_timeout)?;
-    let synchronous = match options.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
     connection.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 0;"
+        "PRAGMA synchronous = {}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0;",
+        options.durability.synchronous()
     ))?;
     Ok(Writer {
         connection,
@@ -281,8 +278,13 @@ impl Writer {
         let syncing =
             self.durability == Durability::Full && batch.iter().any(Pending::must_be_synced);
         if syncing != self.syncing {
-            let level = if syncing { "FULL" } else { "NORMAL" };
-            self.connection.pragma_update(None, "synchronous", level)?;
+            let level = if syncing {
+                Durability::Full
+            } else {
+                Durability::Normal
+            };
+            self.connection
+                .pragma_update(None, "synchronous", level.synchronous())?;
             self.syncing = syncing;
         }
         // Immediate: the lock is taken (or waited for) before anything is read, so nothing read can be

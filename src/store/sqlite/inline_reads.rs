@@ -110,7 +110,7 @@ impl rusqlite::ToSql for Bind<'_> {
 fn missed(e: rusqlite::Error) -> Missed {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Missed::Busy,
-        _ => Missed::Failed(StoreError(format!("sqlite: {e}"))),
+        _ => Missed::Failed(StoreError::from(e)),
     }
 }
 

@@ -34,6 +34,16 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// `PRAGMA synchronous` for commits this durable, on the connections the store opens itself.
+    fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     /// How long a write waits for a lock someone else holds (another process, a backup) before failing.
