@@ -7,11 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    postgres::TestDatabase,
-    seen,
-    stores::{self, schedule},
-};
+use common::{seen, stores::schedule};
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
     store::{Source, Store},
@@ -124,16 +120,8 @@ async fn found_seq(store: &dyn Store, n: usize) -> u64 {
     store.current(&id(n)).await.unwrap().expect("known").seq
 }
 
-#[tokio::test]
-async fn sqlite_reads_see_what_was_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = stores::sqlite(dir.path()).await;
-    reads_see_what_was_committed(&store).await;
-    store.close().await;
-}
-
-#[tokio::test]
-async fn postgres_reads_see_what_was_committed() {
-    let database = TestDatabase::create().await;
-    reads_see_what_was_committed(&stores::postgres(&database).await).await;
-}
+on_each_backend!(
+    reads_see_what_was_committed:
+    sqlite_reads_see_what_was_committed,
+    postgres_reads_see_what_was_committed
+);

@@ -11,11 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{
-    postgres::TestDatabase,
-    seen,
-    stores::{self, schedule},
-};
+use common::{seen, stores::schedule};
 use futures::future::join_all;
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
@@ -264,33 +260,17 @@ fn rank(status: Status) -> u8 {
         .map_or(0, |p| p as u8 + 1)
 }
 
-#[tokio::test]
-async fn sqlite_applies_observations_arriving_together_in_turn() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = stores::sqlite(dir.path()).await;
-    observations_arriving_together(&store).await;
-    store.close().await;
-}
+on_each_backend!(
+    observations_arriving_together:
+    sqlite_applies_observations_arriving_together_in_turn,
+    postgres_applies_observations_arriving_together_in_turn
+);
 
-#[tokio::test]
-async fn postgres_applies_observations_arriving_together_in_turn() {
-    let database = TestDatabase::create().await;
-    observations_arriving_together(&stores::postgres(&database).await).await;
-}
-
-#[tokio::test]
-async fn sqlite_runs_writes_of_every_kind_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = stores::sqlite(dir.path()).await;
-    writes_of_every_kind_at_once(&store).await;
-    store.close().await;
-}
-
-#[tokio::test]
-async fn postgres_runs_writes_of_every_kind_at_once() {
-    let database = TestDatabase::create().await;
-    writes_of_every_kind_at_once(&stores::postgres(&database).await).await;
-}
+on_each_backend!(
+    writes_of_every_kind_at_once:
+    sqlite_runs_writes_of_every_kind_at_once,
+    postgres_runs_writes_of_every_kind_at_once
+);
 
 /// An inbox row is taken by one worker at a time: leased, it is not taken again until the lease runs out
 /// (a worker that vanished), postponed, not before its time, and cleared, never.
@@ -340,16 +320,8 @@ async fn inbox_leases(store: &dyn Store) {
     assert_eq!(again[0].entry, note(3));
 }
 
-#[tokio::test]
-async fn sqlite_leases_inbox_rows_to_one_worker_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = stores::sqlite(dir.path()).await;
-    inbox_leases(&store).await;
-    store.close().await;
-}
-
-#[tokio::test]
-async fn postgres_leases_inbox_rows_to_one_worker_at_a_time() {
-    let database = TestDatabase::create().await;
-    inbox_leases(&stores::postgres(&database).await).await;
-}
+on_each_backend!(
+    inbox_leases:
+    sqlite_leases_inbox_rows_to_one_worker_at_a_time,
+    postgres_leases_inbox_rows_to_one_worker_at_a_time
+);

@@ -51,3 +51,24 @@ pub async fn postgres(database: &TestDatabase) -> PostgresStore {
     store.migrate().await.unwrap();
     store
 }
+
+/// Two tests of one check (an `async fn(&dyn Store)`): `$sqlite` on a fresh SQLite file, `$postgres` on a
+/// fresh PostgreSQL database.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($check:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = $crate::common::stores::sqlite(dir.path()).await;
+            $check(&store).await;
+            store.close().await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let database = $crate::common::postgres::TestDatabase::create().await;
+            $check(&$crate::common::stores::postgres(&database).await).await;
+        }
+    };
+}
