@@ -6,6 +6,9 @@
 //! Writes of every kind at once, too: on SQLite the group committer writes through a connection of its own
 //! while idempotency records, erasure and the poller's leases go through the write pool, and neither may
 //! fail for the other's lock.
+//!
+//! And webhook deliveries that arrive together, some of them twice: each notification is new exactly once
+//! and recorded once (SQLite records them in the writer's groups, PostgreSQL on the pool's connections).
 
 mod common;
 
@@ -324,4 +327,63 @@ on_each_backend!(
     inbox_leases:
     sqlite_leases_inbox_rows_to_one_worker_at_a_time,
     postgres_leases_inbox_rows_to_one_worker_at_a_time
+);
+
+fn delivery(n: usize) -> InboxEntry {
+    let mut dedupe_key = [0xd; 32];
+    dedupe_key[..8].copy_from_slice(&n.to_le_bytes());
+    InboxEntry {
+        dedupe_key,
+        application_id: Some(id(n)),
+        person_id: None,
+        claimed_status: Some("APPROVED".into()),
+        sent_at: None,
+        trace_context: None,
+        via_application: true,
+    }
+}
+
+/// A burst of webhook deliveries arriving together, each answered on its own: a notification delivered
+/// twice in the burst is new exactly once, and every new one is in the inbox as delivered.
+async fn deliveries_arriving_together(store: &dyn Store) {
+    const DISTINCT_DELIVERIES: usize = 150;
+    // Every third notification is delivered twice, in the same burst.
+    let deliveries: Vec<InboxEntry> = (0..DISTINCT_DELIVERIES)
+        .chain((0..DISTINCT_DELIVERIES).step_by(3))
+        .map(delivery)
+        .collect();
+    let answers = join_all(deliveries.iter().map(|d| store.record_notification(d))).await;
+    let mut new_per_key: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    for (d, answer) in deliveries.iter().zip(answers) {
+        *new_per_key.entry(d.dedupe_key).or_default() += usize::from(answer.unwrap());
+    }
+    assert_eq!(new_per_key.len(), DISTINCT_DELIVERIES);
+    assert!(
+        new_per_key.values().all(|new| *new == 1),
+        "a notification was new other than exactly once: {new_per_key:?}"
+    );
+
+    let rows = store
+        .take_notifications("worker", std::time::Duration::from_secs(60), 1000)
+        .await
+        .unwrap();
+    let recorded: BTreeSet<[u8; 32]> = rows.iter().map(|row| row.entry.dedupe_key).collect();
+    assert_eq!(
+        rows.len(),
+        DISTINCT_DELIVERIES,
+        "each notification is recorded once"
+    );
+    assert_eq!(recorded, new_per_key.keys().copied().collect());
+    for row in &rows {
+        let n: usize = row.entry.application_id.as_ref().unwrap().as_str()["write-".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(row.entry, delivery(n), "recorded as delivered");
+    }
+}
+
+on_each_backend!(
+    deliveries_arriving_together:
+    sqlite_records_deliveries_arriving_together,
+    postgres_records_deliveries_arriving_together
 );
