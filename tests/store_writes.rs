@@ -8,7 +8,8 @@
 //! fail for the other's lock.
 //!
 //! And webhook deliveries that arrive together, some of them twice: each notification is new exactly once
-//! and recorded once (SQLite records them in the writer's groups, PostgreSQL on the pool's connections).
+//! and recorded once. SQLite records them in the writer's groups, PostgreSQL in the recorder's rounds of
+//! one statement, where one delivery the database refuses spoils nothing for the rest of its round.
 
 mod common;
 
@@ -18,7 +19,7 @@ use common::{seen, stores::schedule};
 use futures::future::join_all;
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
-    store::{Begin, InboxEntry, RequestKey, Source, Store},
+    store::{Begin, InboxEntry, InboxRow, RequestKey, Source, Store},
 };
 use secrecy::SecretString;
 
@@ -343,10 +344,11 @@ fn delivery(n: usize) -> InboxEntry {
     }
 }
 
+const DISTINCT_DELIVERIES: usize = 150;
+
 /// A burst of webhook deliveries arriving together, each answered on its own: a notification delivered
-/// twice in the burst is new exactly once, and every new one is in the inbox as delivered.
-async fn deliveries_arriving_together(store: &dyn Store) {
-    const DISTINCT_DELIVERIES: usize = 150;
+/// twice in the burst is new exactly once, and every new one is in the inbox as delivered. The rows taken.
+async fn record_burst(store: &dyn Store) -> Vec<InboxRow> {
     // Every third notification is delivered twice, in the same burst.
     let deliveries: Vec<InboxEntry> = (0..DISTINCT_DELIVERIES)
         .chain((0..DISTINCT_DELIVERIES).step_by(3))
@@ -380,6 +382,11 @@ async fn deliveries_arriving_together(store: &dyn Store) {
             .unwrap();
         assert_eq!(row.entry, delivery(n), "recorded as delivered");
     }
+    rows
+}
+
+async fn deliveries_arriving_together(store: &dyn Store) {
+    record_burst(store).await;
 }
 
 on_each_backend!(
@@ -387,3 +394,43 @@ on_each_backend!(
     sqlite_records_deliveries_arriving_together,
     postgres_records_deliveries_arriving_together
 );
+
+/// PostgreSQL records a burst in the recorder's rounds, one statement and one commit each (a round's rows
+/// share their time of receipt), not one transaction per delivery.
+#[tokio::test]
+async fn postgres_records_a_burst_of_deliveries_in_rounds() {
+    let database = common::postgres::TestDatabase::create().await;
+    let rows = record_burst(&common::stores::postgres(&database).await).await;
+    let rounds: BTreeSet<std::time::SystemTime> = rows.iter().map(|row| row.received_at).collect();
+    assert!(
+        rounds.len() <= DISTINCT_DELIVERIES / 10,
+        "{DISTINCT_DELIVERIES} deliveries were recorded in {} commits",
+        rounds.len()
+    );
+}
+
+/// A delivery PostgreSQL refuses (text with a NUL byte) fails alone: the deliveries recorded in the same
+/// round are recorded all the same.
+#[tokio::test]
+async fn postgres_records_the_rest_of_a_round_one_delivery_spoils() {
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let spoiled = InboxEntry {
+        person_id: Some("person\0".into()),
+        ..delivery(0)
+    };
+    let deliveries: Vec<InboxEntry> = std::iter::once(spoiled)
+        .chain((1..40).map(delivery))
+        .collect();
+    let answers = join_all(deliveries.iter().map(|d| store.record_notification(d))).await;
+    assert!(answers[0].is_err(), "PostgreSQL stores no NUL in text");
+    assert!(
+        answers[1..].iter().all(|a| matches!(a, Ok(true))),
+        "the rest of the round was lost: {answers:?}"
+    );
+    let rows = store
+        .take_notifications("worker", std::time::Duration::from_secs(60), 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 39);
+}

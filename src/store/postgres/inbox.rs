@@ -4,36 +4,26 @@
 use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
+use tokio::sync::oneshot;
 
-use super::PostgresStore;
-use crate::{
-    domain::ApplicationId,
-    store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
-};
+use super::{PostgresStore, recorder};
+use crate::store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row};
 
 impl PostgresStore {
+    /// Recorded by the replica's recorder (`recorder.rs`), in a round with whatever else is waiting;
+    /// answers after the commit.
     pub(super) async fn record_notification_impl(
         &self,
         entry: &InboxEntry,
     ) -> Result<bool, StoreError> {
-        let now = micros(SystemTime::now());
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (dedupe_key, application_id, person_id, claimed_status, sent_at, \
-             trace_context, via_application, received_at, not_before) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&entry.dedupe_key[..])
-        .bind(entry.application_id.as_ref().map(ApplicationId::as_str))
-        .bind(&entry.person_id)
-        .bind(&entry.claimed_status)
-        .bind(&entry.sent_at)
-        .bind(&entry.trace_context)
-        .bind(entry.via_application)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        let (reply, outcome) = oneshot::channel();
+        let pending = recorder::Pending {
+            entry: entry.clone(),
+            reply,
+        };
+        let closed = || StoreError("the store is closing".into());
+        self.recorder.send(pending).await.map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
     }
 
     pub(super) async fn take_notifications_impl(

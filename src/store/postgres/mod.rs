@@ -2,7 +2,8 @@
 //!
 //! What makes a cluster behave as one gateway lives here: the event log's sequence is commit order (a
 //! counter row locked by each appending transaction; news is applied in group-commit rounds, so that one
-//! lock hold and one WAL flush carry many changes); inbox rows and due polls are taken with
+//! lock hold and one WAL flush carry many changes, and webhook deliveries are recorded in rounds too); inbox
+//! rows and due polls are taken with
 //! `FOR UPDATE SKIP LOCKED` and leases, so replicas share the work and a dead replica's share is taken over
 //! when its leases run out; idempotency records are created atomically; one replica at a time renews the
 //! OAuth pair (a transaction-scoped advisory lock); and every append notifies the other replicas
@@ -15,6 +16,7 @@ mod group_commit;
 mod inbox;
 mod interface;
 mod oauth;
+mod recorder;
 mod requests;
 
 use std::{str::FromStr, time::Duration};
@@ -40,6 +42,8 @@ pub struct PostgresStore {
     key: StoreKey,
     /// The replica's group-commit applier (`apply` goes through it).
     applier: mpsc::Sender<group_commit::Pending>,
+    /// The replica's group recorder of webhook deliveries (`record_notification` goes through it).
+    recorder: mpsc::Sender<recorder::Pending>,
 }
 
 impl PostgresStore {
@@ -57,7 +61,13 @@ impl PostgresStore {
             .connect_with(connect.clone())
             .await?;
         let applier = group_commit::start(connect, options.acquire_timeout);
-        Ok(PostgresStore { pool, key, applier })
+        let recorder = recorder::start(pool.clone());
+        Ok(PostgresStore {
+            pool,
+            key,
+            applier,
+            recorder,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
