@@ -46,13 +46,17 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
                 }
             }
             // One delivery the database refuses must not cost the others theirs: each is tried alone.
-            Err(_) if round.len() > 1 => {
+            // Not after any other failure (no connection, a timeout), which each would only meet again.
+            Err(sqlx::Error::Database(_)) if round.len() > 1 => {
                 for pending in round.drain(..) {
                     let alone = insert(&pool, std::slice::from_ref(&pending)).await;
-                    let _ = pending.reply.send(alone.map(|new| new[0]));
+                    let _ = pending
+                        .reply
+                        .send(alone.map(|new| new[0]).map_err(StoreError::from));
                 }
             }
             Err(e) => {
+                let e = StoreError::from(e);
                 for pending in round.drain(..) {
                     let _ = pending.reply.send(Err(StoreError(e.0.clone())));
                 }
@@ -63,7 +67,7 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
 
 /// Inserts `round` in one statement; for each delivery, in order, whether it was new. Deliveries already
 /// recorded (by this round, an earlier one or another replica) are left as they are.
-async fn insert(pool: &PgPool, round: &[Pending]) -> Result<Vec<bool>, StoreError> {
+async fn insert(pool: &PgPool, round: &[Pending]) -> Result<Vec<bool>, sqlx::Error> {
     let entries = || round.iter().map(|p| &p.entry);
     let keys: Vec<&[u8]> = entries().map(|e| &e.dedupe_key[..]).collect();
     let application_ids: Vec<Option<&str>> = entries()
