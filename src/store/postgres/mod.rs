@@ -2,13 +2,13 @@
 //!
 //! What makes a cluster behave as one gateway lives here: the event log's sequence is commit order (a
 //! counter row locked by each appending transaction; news is applied in group-commit rounds, so that one
-//! lock hold and one WAL flush carry many changes, and webhook deliveries are recorded in rounds too); inbox
-//! rows and due polls are taken with
-//! `FOR UPDATE SKIP LOCKED` and leases, so replicas share the work and a dead replica's share is taken over
-//! when its leases run out; idempotency records are created atomically; one replica at a time renews the
-//! OAuth pair (a transaction-scoped advisory lock); and every append notifies the other replicas
-//! (`LISTEN`/`NOTIFY`). `LISTEN` and the advisory lock need a session-mode connection: put no
-//! transaction-mode pooler (PgBouncer `pool_mode = transaction`) in between.
+//! lock hold and one WAL flush carry many changes, and webhook deliveries are recorded in rounds too);
+//! inbox rows and due polls are taken with `FOR UPDATE SKIP LOCKED` and leases, so replicas share the work
+//! and a dead replica's share is taken over when its leases run out; idempotency records are created
+//! atomically; one replica at a time renews the OAuth pair (a transaction-scoped advisory lock); and every
+//! append notifies the other replicas (`LISTEN`/`NOTIFY`). `LISTEN` and the advisory lock need a
+//! session-mode connection: put no transaction-mode pooler (PgBouncer `pool_mode = transaction`) in
+//! between.
 
 mod applications;
 mod erasure;
