@@ -323,3 +323,87 @@ level = "warn"
     }
     (proc, addrs)
 }
+
+/// A PostgreSQL server on this machine, its processes held on one CPU for the length of a scenario and put
+/// back as they were when dropped. Left alone, the kernel runs the database's processes on the gateway's
+/// CPU as often as not: the gateway then gets about half of its core (BENCHMARKS.md §9).
+pub struct ServerPinning {
+    /// Each process pinned, with the affinity it had (`taskset -p`'s hexadecimal mask).
+    pinned: Vec<(u32, String)>,
+}
+
+impl ServerPinning {
+    /// Pins the server's postmaster (so that connections opened from now on are served on `cpu`) and the
+    /// processes it has already started. `data_directory` is the server's (`SHOW data_directory`); `Err`
+    /// says why nothing was pinned (a server elsewhere, no taskset, no permission).
+    pub fn to(cpu: usize, data_directory: &Path) -> Result<ServerPinning, String> {
+        if !has_taskset() {
+            return Err("taskset unavailable".into());
+        }
+        let pid_file = data_directory.join("postmaster.pid");
+        let postmaster: u32 = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("{}: {e}", pid_file.display()))?
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| format!("{}: no process id", pid_file.display()))?;
+        let mut pinning = ServerPinning { pinned: Vec::new() };
+        for pid in std::iter::once(postmaster).chain(children(postmaster)) {
+            let Some(mask) = affinity(pid) else { continue };
+            let pinned = Command::new("taskset")
+                .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if pinned {
+                pinning.pinned.push((pid, mask));
+            } else if pid == postmaster {
+                return Err(format!("cannot pin process {pid}"));
+            }
+        }
+        Ok(pinning)
+    }
+}
+
+impl Drop for ServerPinning {
+    fn drop(&mut self) {
+        for (pid, mask) in &self.pinned {
+            let _ = Command::new("taskset")
+                .args(["-a", "-p", mask, &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `pid`'s CPU affinity as `taskset -p` prints it (a hexadecimal mask).
+fn affinity(pid: u32) -> Option<String> {
+    let out = Command::new("taskset")
+        .args(["-p", &pid.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.rsplit(':').next()?.trim().to_owned()).filter(|m| !m.is_empty())
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // The parent is the second field after the command name, which is in parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after_name = stat.rsplit_once(')')?.1;
+                    after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}

@@ -78,7 +78,7 @@ impl Machine {
         let pinned = procs::pin_self(plan.driver_cpu);
         let pinning = if pinned {
             format!(
-                "gateway on CPU {}; sandbox and load generator on CPU {}",
+                "gateway on CPU {}; sandbox, load generator and a local PostgreSQL server on CPU {}",
                 plan.gateway_cpu, plan.driver_cpu
             )
         } else {
@@ -234,7 +234,12 @@ impl Env {
             // Commits that survive a killed process but do not wait for the disk.
             "sqlite-normal" => (None, Store::Sqlite(dir.path().join("gateway.db"), "normal")),
             "postgres" => {
-                let database = PostgresDatabase::create(&plan.postgres)?;
+                let mut database = PostgresDatabase::create(&plan.postgres)?;
+                // Off the gateway's CPU, like the sandbox and the generator; a smoke run measures
+                // nothing and leaves the server as it is.
+                if !plan.smoke {
+                    database.keep_off(plan.driver_cpu);
+                }
                 let url = database.url.clone();
                 (Some(database), Store::Postgres(url))
             }
@@ -302,6 +307,8 @@ struct PostgresDatabase {
     server: String,
     name: String,
     url: String,
+    /// Dropped before the database, with it: the server's processes are put back as they were.
+    _pinning: Option<procs::ServerPinning>,
 }
 
 impl PostgresDatabase {
@@ -318,7 +325,19 @@ impl PostgresDatabase {
             server: server.to_owned(),
             url: format!("{}/{name}", server.trim_end_matches('/')),
             name,
+            _pinning: None,
         })
+    }
+
+    /// Holds the server's processes on `cpu` while the database lives, when the server runs on this
+    /// machine; says on stderr when it cannot.
+    fn keep_off(&mut self, cpu: usize) {
+        let pinned = psql_value(&self.server, "SHOW data_directory")
+            .and_then(|directory| procs::ServerPinning::to(cpu, std::path::Path::new(&directory)));
+        match pinned {
+            Ok(pinning) => self._pinning = Some(pinning),
+            Err(e) => eprintln!("PostgreSQL's processes are not pinned to CPU {cpu}: {e}"),
+        }
     }
 }
 
@@ -331,20 +350,25 @@ impl Drop for PostgresDatabase {
     }
 }
 
-fn psql(server: &str, statement: &str) -> Result<(), Error> {
+/// The one value `query` returns.
+fn psql_value(server: &str, query: &str) -> Result<String, Error> {
     let out = std::process::Command::new("psql")
         .arg(format!("{}/postgres", server.trim_end_matches('/')))
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+        .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", query])
         .output()
         .map_err(|e| format!("psql: {e}"))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
         Err(format!(
             "psql: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+fn psql(server: &str, statement: &str) -> Result<(), Error> {
+    psql_value(server, statement).map(drop)
 }
 
 type Client = OnboardingClient<Channel>;
