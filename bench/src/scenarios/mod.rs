@@ -307,7 +307,7 @@ struct PostgresDatabase {
     server: String,
     name: String,
     url: String,
-    /// Dropped before the database, with it: the server's processes are put back as they were.
+    /// The server's processes held on the driver CPU; put back as they were once the database is dropped.
     _pinning: Option<procs::ServerPinning>,
 }
 
