@@ -1,18 +1,21 @@
 //! Reads of applications as they are now, the same on both backends: many at once (`current_of`, how the
 //! inbox reads a batch of notifications' applications), one by key (on SQLite answered on the caller's
 //! thread, beside sqlx's pool), and versions by their place in the log (`events_at`, how a replica reads
-//! the changes it heard of); each sees what was just committed.
+//! the changes it heard of); each sees what was just committed. Reads by id arriving together each get
+//! their own answer, and on PostgreSQL survive the server closing the store's connections.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::{seen, stores::schedule};
+use futures::future::join_all;
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
-    store::{Source, Store},
+    store::{InboxEntry, Source, Store},
 };
 use secrecy::SecretString;
+use sqlx::{Connection, PgConnection};
 
 fn id(n: usize) -> ApplicationId {
     ApplicationId::parse(&format!("read-{n}")).unwrap()
@@ -125,3 +128,115 @@ on_each_backend!(
     sqlite_reads_see_what_was_committed,
     postgres_reads_see_what_was_committed
 );
+
+/// Many reads by id at once, as a burst of webhooks and callers' reads make them: each gets its own
+/// application as it is (the same id asked several times, unknown ids among them).
+async fn reads_by_id_arriving_together(store: &dyn Store) {
+    let schedule = schedule();
+    for n in 0..20 {
+        let app = Application::created(
+            id(n),
+            "caller".into(),
+            format!("ref-{n}"),
+            seen(Status::IdvTokenGenerated),
+            onboarding_gateway::domain::now(),
+        );
+        let session = SecretString::from(format!("session-{n}"));
+        store
+            .insert_application(app, &session, &schedule)
+            .await
+            .unwrap();
+    }
+    for n in (0..20).step_by(3) {
+        store
+            .apply(&id(n), &seen(Status::IdvApproved), Source::Other, &schedule)
+            .await
+            .unwrap();
+    }
+    // 300 reads of 25 ids, 20 known: each id asked twelve times, all at once.
+    let asked: Vec<usize> = (0..300).map(|i| i % 25).collect();
+    let ids: Vec<ApplicationId> = asked.iter().map(|n| id(*n)).collect();
+    let answers = join_all(ids.iter().map(|id| store.current(id))).await;
+    for (n, answer) in asked.iter().zip(answers) {
+        let found = answer.unwrap().map(|e| {
+            (
+                e.application.id.to_string(),
+                e.application.status,
+                e.application.version,
+            )
+        });
+        let expected = (*n < 20).then(|| {
+            let approved = n % 3 == 0;
+            (
+                format!("read-{n}"),
+                if approved {
+                    Status::IdvApproved
+                } else {
+                    Status::IdvTokenGenerated
+                },
+                if approved { 2 } else { 1 },
+            )
+        });
+        assert_eq!(found, expected, "read-{n}");
+    }
+}
+
+on_each_backend!(
+    reads_by_id_arriving_together:
+    sqlite_answers_reads_by_id_arriving_together,
+    postgres_answers_reads_by_id_arriving_together
+);
+
+/// The server closes every connection the store holds (a restart, a failover, an idle timeout on the way):
+/// the next read by id and the next recorded delivery are answered on new connections rather than
+/// failing (a failed recording would cost the delivery its place in the inbox).
+#[tokio::test]
+async fn postgres_reads_and_records_after_the_server_closed_the_store_connections() {
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let delivery = |n: u8| InboxEntry {
+        dedupe_key: [n; 32],
+        application_id: Some(id(0)),
+        person_id: None,
+        claimed_status: Some("APPROVED".into()),
+        sent_at: None,
+        trace_context: None,
+        via_application: true,
+    };
+    let app = Application::created(
+        id(0),
+        "caller".into(),
+        "ref-0".into(),
+        seen(Status::IdvTokenGenerated),
+        onboarding_gateway::domain::now(),
+    );
+    store
+        .insert_application(app, &SecretString::from("session-0"), &schedule())
+        .await
+        .unwrap();
+    // Connections are open now, the recorder's among them.
+    assert!(store.current(&id(0)).await.unwrap().is_some());
+    assert!(store.record_notification(&delivery(1)).await.unwrap());
+
+    let mut admin = PgConnection::connect(&database.url).await.unwrap();
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(closed >= 2, "the store's connections were closed: {closed}");
+
+    let read = store.current(&id(0)).await;
+    assert_eq!(
+        read.unwrap().map(|e| e.application.status),
+        Some(Status::IdvTokenGenerated)
+    );
+    assert!(store.record_notification(&delivery(2)).await.unwrap());
+    let rows = store
+        .take_notifications("worker", std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "both deliveries are recorded");
+}
