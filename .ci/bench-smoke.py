@@ -37,6 +37,8 @@ def main(path: str) -> int:
                     problems.append(f'{name} / {phase["name"]}: no successful "{what}"')
             if result["scenario"] != "watchers" and phase["achieved_per_s"] <= 0:
                 problems.append(f'{name} / {phase["name"]}: nothing achieved')
+        if result["store"] == "PostgreSQL" and not result.get("database_server"):
+            problems.append(f"{name}: where the PostgreSQL server ran is not recorded")
         for process in result["processes"]:
             if process["peak_rss_mib"] <= 0:
                 problems.append(f'{name}: no memory reading for {process["name"]}')

@@ -34,6 +34,10 @@ struct Args {
     /// dropped afterwards.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     postgres: String,
+    /// Leave a local PostgreSQL server's processes where the kernel puts them, on either CPU, instead of
+    /// holding them on the driver CPU for each measuring scenario.
+    #[arg(long)]
+    postgres_unpinned: bool,
     /// Seconds each measured phase lasts (default 10, or 1 with --smoke).
     #[arg(long)]
     seconds: Option<u64>,
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         gateway_cpu: args.gateway_cpu,
         driver_cpu: args.driver_cpu,
         postgres: args.postgres.clone(),
+        postgres_pinned: !args.postgres_unpinned,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // The generator shares one CPU with the sandbox: one worker thread keeps it from competing with

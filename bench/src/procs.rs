@@ -123,12 +123,17 @@ pub fn has_taskset() -> bool {
 
 /// Pins this process (the load generator) to `cpu`.
 pub fn pin_self(cpu: usize) -> bool {
-    has_taskset()
-        && Command::new("taskset")
-            .args(["-cp", &cpu.to_string(), &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    has_taskset() && set_affinity(std::process::id(), &cpu.to_string())
+}
+
+/// Sets the CPU affinity of `pid` and all its threads with `taskset`; `cpus` is a CPU list ("0", "0-1").
+fn set_affinity(pid: u32, cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Raises this process's open-file limit to its hard limit (children inherit it) and returns the limit:
@@ -328,36 +333,22 @@ level = "warn"
 /// back as they were when dropped. Left alone, the kernel runs the database's processes on the gateway's
 /// CPU as often as not: the gateway then gets about half of its core (BENCHMARKS.md §9).
 pub struct ServerPinning {
-    /// Each process pinned, with the affinity it had (`taskset -p`'s hexadecimal mask).
+    /// Each process pinned, with the CPUs it could run on before (`taskset -c -p`'s list).
     pinned: Vec<(u32, String)>,
 }
 
 impl ServerPinning {
     /// Pins the server's postmaster (so that connections opened from now on are served on `cpu`) and the
-    /// processes it has already started. `data_directory` is the server's (`SHOW data_directory`); `Err`
-    /// says why nothing was pinned (a server elsewhere, no taskset, no permission).
-    pub fn to(cpu: usize, data_directory: &Path) -> Result<ServerPinning, String> {
+    /// processes it has already started. `Err` says why nothing was pinned (no taskset, no permission).
+    pub fn to(cpu: usize, postmaster: u32) -> Result<ServerPinning, String> {
         if !has_taskset() {
             return Err("taskset unavailable".into());
         }
-        let pid_file = data_directory.join("postmaster.pid");
-        let postmaster: u32 = std::fs::read_to_string(&pid_file)
-            .map_err(|e| format!("{}: {e}", pid_file.display()))?
-            .lines()
-            .next()
-            .and_then(|line| line.trim().parse().ok())
-            .ok_or_else(|| format!("{}: no process id", pid_file.display()))?;
         let mut pinning = ServerPinning { pinned: Vec::new() };
         for pid in std::iter::once(postmaster).chain(children(postmaster)) {
-            let Some(mask) = affinity(pid) else { continue };
-            let pinned = Command::new("taskset")
-                .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if pinned {
-                pinning.pinned.push((pid, mask));
+            let Some(cpus) = affinity(pid) else { continue };
+            if set_affinity(pid, &cpu.to_string()) {
+                pinning.pinned.push((pid, cpus));
             } else if pid == postmaster {
                 return Err(format!("cannot pin process {pid}"));
             }
@@ -366,22 +357,40 @@ impl ServerPinning {
     }
 }
 
+/// The postmaster of the PostgreSQL server whose data directory is `data_directory` (`SHOW
+/// data_directory`), from its `postmaster.pid`; `Err` when the server is not on this machine.
+pub fn postmaster(data_directory: &Path) -> Result<u32, String> {
+    let pid_file = data_directory.join("postmaster.pid");
+    std::fs::read_to_string(&pid_file)
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .ok_or_else(|| format!("{}: no process id", pid_file.display()))
+}
+
+/// CPU seconds of a PostgreSQL server so far: its postmaster and the processes it runs now (backends,
+/// writers). A backend that exits takes its share with it, so a difference counts the processes alive
+/// at both readings; the pool's connections live as long as the gateway.
+pub fn server_cpu_seconds(postmaster: u32) -> f64 {
+    std::iter::once(postmaster)
+        .chain(children(postmaster))
+        .map(|pid| usage_of(pid).cpu_seconds)
+        .sum()
+}
+
 impl Drop for ServerPinning {
     fn drop(&mut self) {
-        for (pid, mask) in &self.pinned {
-            let _ = Command::new("taskset")
-                .args(["-a", "-p", mask, &pid.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        for (pid, cpus) in &self.pinned {
+            set_affinity(*pid, cpus);
         }
     }
 }
 
-/// `pid`'s CPU affinity as `taskset -p` prints it (a hexadecimal mask).
+/// The CPUs `pid` may run on, as `taskset -c -p` prints them (a CPU list).
 fn affinity(pid: u32) -> Option<String> {
     let out = Command::new("taskset")
-        .args(["-p", &pid.to_string()])
+        .args(["-c", "-p", &pid.to_string()])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);

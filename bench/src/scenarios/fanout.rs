@@ -124,6 +124,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         store: store_label(store).into(),
         phases: vec![first, second],
         processes: env.processes(),
+        database_server: env.database_server(),
     })
 }
 
@@ -182,6 +183,8 @@ struct Delivered {
     seconds: f64,
     before: Usage,
     gateway: Usage,
+    /// A local PostgreSQL server's CPU seconds before and after.
+    database: Option<(f64, f64)>,
     rate: f64,
 }
 
@@ -198,6 +201,9 @@ impl Delivered {
             gateway_cpu_seconds: cpu,
             gateway_cores: cpu / seconds,
             per_gateway_core: count as f64 / seconds / (cpu / seconds).max(1e-9),
+            database_cores: self
+                .database
+                .map(|(before, after)| (after - before) / seconds),
             latencies,
             added_us: None,
             generator_lateness: Some(self.lateness),
@@ -219,6 +225,7 @@ async fn deliver(
 ) -> Delivered {
     let acknowledged = Recorder::default();
     let before = env.gateway.usage();
+    let database_before = env.database_cpu_seconds();
     let started = Instant::now();
     let url = format!("http://{}/webhooks/connectpay", env.addrs.webhook);
     let mut posts = Vec::with_capacity(range.len());
@@ -248,6 +255,7 @@ async fn deliver(
         seconds: started.elapsed().as_secs_f64(),
         before,
         gateway: env.gateway.usage(),
+        database: database_before.zip(env.database_cpu_seconds()),
         rate,
     }
 }

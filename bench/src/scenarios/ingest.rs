@@ -12,6 +12,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
     let mut phases = Vec::new();
     for workers in [16usize, 64] {
         let before = env.gateway.usage();
+        let database_before = env.database_cpu_seconds();
         let started = Instant::now();
         let post = {
             let (http, url, apps) = (http.clone(), url.clone(), apps.clone());
@@ -32,17 +33,22 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         let (rate, latency) = load::saturate(workers, plan.phase, post).await;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = cpu_between(before, env.gateway.usage());
-        phases.push(closed_loop_phase(
+        let mut phase = closed_loop_phase(
             format!("closed loop, {workers} webhooks in flight"),
             (rate, seconds, cpu),
             "webhook acknowledged",
             latency,
-        ));
+        );
+        phase.database_cores = database_before
+            .zip(env.database_cpu_seconds())
+            .map(|(before, after)| (after - before) / seconds);
+        phases.push(phase);
     }
     Ok(ScenarioResult {
         scenario: "ingest".into(),
         store: store_label(store).into(),
         phases,
         processes: env.processes(),
+        database_server: env.database_server(),
     })
 }

@@ -42,6 +42,8 @@ pub struct Plan {
     pub gateway_cpu: usize,
     pub driver_cpu: usize,
     pub postgres: String,
+    /// Whether a local PostgreSQL server is held on the driver CPU while a measuring scenario runs.
+    pub postgres_pinned: bool,
 }
 
 type Error = String;
@@ -77,8 +79,9 @@ impl Machine {
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let pinned = procs::pin_self(plan.driver_cpu);
         let pinning = if pinned {
+            // A local PostgreSQL server's placement is recorded with each scenario that uses it.
             format!(
-                "gateway on CPU {}; sandbox, load generator and a local PostgreSQL server on CPU {}",
+                "gateway on CPU {}; sandbox and load generator on CPU {}",
                 plan.gateway_cpu, plan.driver_cpu
             )
         } else {
@@ -141,6 +144,8 @@ pub struct Phase {
     pub gateway_cores: f64,
     /// Achieved requests per second ÷ gateway cores.
     pub per_gateway_core: f64,
+    /// A local PostgreSQL server's CPU seconds per second of the phase; `None` without one.
+    pub database_cores: Option<f64>,
     pub latencies: Vec<(String, Latency)>,
     /// Latency added by the gateway, in µs: through the gateway − direct, per percentile.
     pub added_us: Option<Added>,
@@ -162,6 +167,9 @@ pub struct ScenarioResult {
     pub store: String,
     pub phases: Vec<Phase>,
     pub processes: Vec<ProcessUsage>,
+    /// Where a PostgreSQL server's processes ran during the scenario, or why they were not pinned;
+    /// `None` when the store is SQLite (inside the gateway).
+    pub database_server: Option<String>,
 }
 
 impl ScenarioResult {
@@ -169,7 +177,7 @@ impl ScenarioResult {
         let mut out = String::new();
         for phase in &self.phases {
             out.push_str(&format!(
-                "{}: offered {} /s, achieved {:.0} /s over {:.1} s; gateway {:.2} cores → {:.0} /s per gateway core\n",
+                "{}: offered {} /s, achieved {:.0} /s over {:.1} s; gateway {:.2} cores → {:.0} /s per gateway core{}\n",
                 phase.name,
                 phase
                     .offered_per_s
@@ -178,6 +186,9 @@ impl ScenarioResult {
                 phase.seconds,
                 phase.gateway_cores,
                 phase.per_gateway_core,
+                phase
+                    .database_cores
+                    .map_or(String::new(), |c| format!("; PostgreSQL server {c:.2} cores")),
             ));
             for (what, l) in &phase.latencies {
                 out.push_str(&format!(
@@ -210,6 +221,9 @@ impl ScenarioResult {
                 p.peak_rss_mib
             ));
         }
+        if let Some(server) = &self.database_server {
+            out.push_str(&format!("PostgreSQL server: {server}\n"));
+        }
         out
     }
 }
@@ -223,7 +237,7 @@ struct Env {
     sandbox_url: String,
     driver_cpu: usize,
     _dir: tempfile::TempDir,
-    _database: Option<PostgresDatabase>,
+    database: Option<PostgresDatabase>,
 }
 
 impl Env {
@@ -235,9 +249,9 @@ impl Env {
             "sqlite-normal" => (None, Store::Sqlite(dir.path().join("gateway.db"), "normal")),
             "postgres" => {
                 let mut database = PostgresDatabase::create(&plan.postgres)?;
-                // Off the gateway's CPU, like the sandbox and the generator; a smoke run measures
-                // nothing and leaves the server as it is.
-                if !plan.smoke {
+                // Off the gateway's CPU, like the sandbox and the generator, unless asked otherwise; a
+                // smoke run measures nothing and leaves the server as it is.
+                if plan.postgres_pinned && !plan.smoke {
                     database.keep_off(plan.driver_cpu);
                 }
                 let url = database.url.clone();
@@ -263,8 +277,18 @@ impl Env {
             sandbox_url,
             driver_cpu: plan.driver_cpu,
             _dir: dir,
-            _database: database,
+            database,
         })
+    }
+
+    fn database_server(&self) -> Option<String> {
+        self.database.as_ref().map(|d| d.placement.clone())
+    }
+
+    /// A local PostgreSQL server's CPU seconds so far (`procs::server_cpu_seconds`).
+    fn database_cpu_seconds(&self) -> Option<f64> {
+        let postmaster = self.database.as_ref()?.postmaster?;
+        Some(procs::server_cpu_seconds(postmaster))
     }
 
     fn processes(&self) -> Vec<ProcessUsage> {
@@ -308,7 +332,11 @@ struct PostgresDatabase {
     name: String,
     url: String,
     /// The server's processes held on the driver CPU; put back as they were once the database is dropped.
-    _pinning: Option<procs::ServerPinning>,
+    pinning: Option<procs::ServerPinning>,
+    /// Where the server's processes run, as the scenario's result records it.
+    placement: String,
+    /// The server's postmaster, when the server runs on this machine.
+    postmaster: Option<u32>,
 }
 
 impl PostgresDatabase {
@@ -321,22 +349,36 @@ impl PostgresDatabase {
                 .map_or(0, |d| d.as_millis())
         );
         psql(server, &format!("CREATE DATABASE {name}"))?;
+        let postmaster = psql_value(server, "SHOW data_directory")
+            .and_then(|directory| procs::postmaster(std::path::Path::new(&directory)));
         Ok(PostgresDatabase {
             server: server.to_owned(),
             url: format!("{}/{name}", server.trim_end_matches('/')),
             name,
-            _pinning: None,
+            pinning: None,
+            placement: match &postmaster {
+                Ok(_) => "left to the kernel".to_owned(),
+                Err(e) => format!("not on this machine, or not readable ({e})"),
+            },
+            postmaster: postmaster.ok(),
         })
     }
 
     /// Holds the server's processes on `cpu` while the database lives, when the server runs on this
     /// machine; says on stderr when it cannot.
     fn keep_off(&mut self, cpu: usize) {
-        let pinned = psql_value(&self.server, "SHOW data_directory")
-            .and_then(|directory| procs::ServerPinning::to(cpu, std::path::Path::new(&directory)));
-        match pinned {
-            Ok(pinning) => self._pinning = Some(pinning),
-            Err(e) => eprintln!("PostgreSQL's processes are not pinned to CPU {cpu}: {e}"),
+        let Some(postmaster) = self.postmaster else {
+            return;
+        };
+        match procs::ServerPinning::to(cpu, postmaster) {
+            Ok(pinning) => {
+                self.pinning = Some(pinning);
+                self.placement = format!("its processes held on CPU {cpu}");
+            }
+            Err(e) => {
+                eprintln!("PostgreSQL's processes are not pinned to CPU {cpu}: {e}");
+                self.placement = format!("not pinned ({e})");
+            }
         }
     }
 }
@@ -471,6 +513,7 @@ fn closed_loop_phase(name: String, run: (f64, f64, f64), what: &str, latency: La
         gateway_cpu_seconds: cpu,
         gateway_cores: cpu / seconds,
         per_gateway_core: rate / (cpu / seconds).max(1e-9),
+        database_cores: None,
         latencies: vec![(what.to_owned(), latency)],
         added_us: None,
         generator_lateness: None,

@@ -47,6 +47,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
         store: "SQLite".into(),
         phases,
         processes: env.processes(),
+        database_server: env.database_server(),
     })
 }
 
@@ -141,6 +142,7 @@ async fn both_paths(env: &Env, paths: &Paths, rate: f64, duration: Duration, nam
         gateway_cpu_seconds: cpu,
         gateway_cores: cpu / seconds,
         per_gateway_core: achieved / (cpu / seconds).max(1e-9),
+        database_cores: None,
         latencies: vec![
             ("GetApplication via gateway".into(), g),
             ("GET direct from the sandbox".into(), d),

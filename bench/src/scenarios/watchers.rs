@@ -50,6 +50,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
             gateway_cpu_seconds: cpu_between(base, now),
             gateway_cores: 0.0,
             per_gateway_core: 0.0,
+            database_cores: None,
             latencies: vec![],
             added_us: None,
             generator_lateness: None,
@@ -76,5 +77,6 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
         store: "SQLite".into(),
         phases,
         processes: env.processes(),
+        database_server: env.database_server(),
     })
 }
