@@ -242,3 +242,48 @@ async fn many_notifications_for_one_application_cost_one_more_get_at_most() {
     let gets = sandbox.requests("get_application").await.len() - before;
     assert!((1..=2).contains(&gets), "50 notifications cost {gets} GETs");
 }
+
+/// Once the gateway has seen an application finish, news about it — repeated, stale or forged — is answered
+/// at once: nothing is recorded, ConnectPay is not asked, the watchers hear nothing.
+#[tokio::test]
+async fn news_about_a_finished_application_is_answered_without_recording_or_asking() {
+    let sandbox = TestSandbox::in_process(|_| {}).await;
+    let gateway = TestGateway::start(&sandbox, AUTH_CODES[0], "").await;
+    let (id, mut stream) = in_review(&sandbox, &gateway, "client-finished").await;
+    sandbox
+        .control_put("webhooks", json!({"mode": "drop"}))
+        .await;
+    sandbox.set_status(&id, "ACCOUNT_ISSUED").await;
+    let token = ("x-connectpay-webhook-token", DEFAULT_WEBHOOK_TOKEN);
+    let (status, _) = deliver(&gateway.webhook_url(), &[token], issued_claim(&id)).await;
+    assert_eq!(status, 200);
+    let issued = next(&mut stream, SOON).await.unwrap();
+    let issued = application(&issued);
+    assert_eq!(status_of(issued), S::AccountIssued);
+    assert!(!issued.baas_client_id.is_empty(), "issued with its id");
+    assert!(next(&mut stream, SOON).await.is_none(), "the stream ends");
+    // The issuing notification's confirmation is over.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(common::webhooks::inbox(&gateway).await, 0);
+    let before = common::webhooks::onboarding_calls(&sandbox).await.len();
+
+    let later = [
+        json!({"application": {"applicationId": id, "status": "ACCOUNT_ISSUED", "baasClientId": "other"}}),
+        json!({"application": {"applicationId": id, "status": "COMPLIANCE_REVIEW"}}),
+        json!({"application": {"applicationId": id, "status": "APPLICATION_DECLINED"}}),
+        json!({"eventType": "BaaSPersonIdv.Approved", "eventId": "late-1",
+               "data": {"applicationId": id, "status": "IDV_APPROVED"}}),
+    ];
+    for body in later {
+        let (status, answer) = deliver(&gateway.webhook_url(), &[token], body.to_string()).await;
+        assert_eq!((status, answer.as_str()), (200, "OK"), "{body}");
+        assert_eq!(
+            common::webhooks::inbox(&gateway).await,
+            0,
+            "recorded: {body}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = common::webhooks::onboarding_calls(&sandbox).await;
+    assert_eq!(asked.len(), before, "ConnectPay was asked: {asked:?}");
+}

@@ -92,6 +92,13 @@ impl Application {
     /// Applies what ConnectPay says and returns the next version, or `None` when nothing a caller can see
     /// changes. The status only moves forward: stale or duplicated news is absorbed here, whatever its
     /// source (a webhook-triggered GET, a caller's GET, the answer to a submit).
+    /// Whether no observation can change this application any more: a terminal status, unless it is an
+    /// issued account still waiting for its `baasClientId`.
+    pub fn is_final(&self) -> bool {
+        self.status.is_terminal()
+            && !(self.status == Status::AccountIssued && self.baas_client_id.is_none())
+    }
+
     pub fn apply(&self, seen: &Observation, now: SystemTime) -> Option<Application> {
         let mut next = self.clone();
         let moved = if self.status.is_terminal() {
@@ -200,6 +207,51 @@ mod tests {
         assert_eq!(app.upstream_status, "APPLICATION_APPROVED");
         assert_eq!(app.baas_client_id.as_deref(), Some("baas-1"));
         assert_eq!(app.version, 4);
+    }
+
+    /// A final application absorbs every observation, with or without ids; every other application has
+    /// some observation that changes it.
+    #[test]
+    fn a_final_application_never_changes() {
+        let observations: Vec<Observation> = Status::ALL
+            .iter()
+            .flat_map(|status| {
+                let raw = status.as_str();
+                [
+                    seen(*status, raw),
+                    Observation {
+                        baas_client_id: Some("baas-2".into()),
+                        person_id: Some("person-2".into()),
+                        ..seen(*status, raw)
+                    },
+                    seen(*status, "SOMETHING_NEW"),
+                ]
+            })
+            .collect();
+        for status in Status::ALL {
+            for baas_client_id in [None, Some("baas-1".to_owned())] {
+                let app = Application {
+                    status,
+                    last_known_status: if status == Status::Other {
+                        Status::IdvApproved
+                    } else {
+                        status
+                    },
+                    baas_client_id: baas_client_id.clone(),
+                    person_id: None,
+                    ..fresh()
+                };
+                let changes = observations
+                    .iter()
+                    .filter(|o| app.apply(o, SystemTime::now()).is_some())
+                    .count();
+                assert_eq!(
+                    app.is_final(),
+                    changes == 0,
+                    "{status:?} with baasClientId {baas_client_id:?}: {changes} observations change it"
+                );
+            }
+        }
     }
 
     #[test]

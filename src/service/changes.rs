@@ -35,7 +35,10 @@ impl Onboarding {
         let missing = self.recent.missing(changes.iter().map(|c| c.seq));
         if !missing.is_empty() {
             match self.store.events_at(&missing).await {
-                Ok(events) => events.iter().for_each(|event| self.recent.remember(event)),
+                Ok(events) => events.iter().for_each(|event| {
+                    self.recent.remember(event);
+                    self.finals.saw(&event.application);
+                }),
                 // The woken streams read the store themselves.
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the versions other writers announced")

@@ -9,6 +9,7 @@
 
 mod changes;
 mod fanout;
+mod finals;
 mod housekeeping;
 mod idempotency;
 mod notifications;
@@ -98,6 +99,8 @@ pub struct Onboarding {
     watchers: Arc<Watchers>,
     /// The newest events recorded here, read by woken watch streams before the store.
     recent: recent::RecentEvents,
+    /// Applications seen final: news about them is answered without reading the store.
+    finals: finals::FinalApplications,
     settings: Settings,
     /// Names this process in leases and idempotency records.
     instance: String,
@@ -126,6 +129,7 @@ impl Onboarding {
             store,
             watchers: Arc::new(Watchers::default()),
             recent: recent::RecentEvents::default(),
+            finals: finals::FinalApplications::default(),
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
@@ -274,6 +278,7 @@ impl Onboarding {
             );
             // Kept before the wake, so that a woken stream finds it.
             self.recent.remember(event);
+            self.finals.saw(app);
             self.watchers.notify(&app.id, event.seq);
             metrics::metrics()
                 .application_changes

@@ -117,13 +117,17 @@ impl Onboarding {
 
     async fn take_notification(&self, notification: Notification) -> Outcome {
         let known = match (&notification.application_id, &notification.person_id) {
-            (Some(id), _) => self.store.current(id).await,
+            // Nothing can change an application seen final (`finals.rs`); news about any other one is
+            // recorded and confirmed without reading it first.
+            (Some(id), _) if self.finals.contains(id) => return Outcome::AlreadyKnown,
+            (Some(_), _) => Ok(None),
             (None, Some(person)) => self.store.latest_for_person(person).await,
             (None, None) => Ok(None),
         };
-        // A finished application changes no more (except an issued account learning its id): news about it
-        // costs nothing. Anything else is confirmed, however stale its claim looks: deliveries come in any
-        // order, so an old claim may still be the only sign that something new happened.
+        // (News naming only a person.) A finished application changes no more (except an issued account
+        // learning its id): news about it costs nothing. Anything else is confirmed, however stale its claim
+        // looks: deliveries come in any order, so an old claim may still be the only sign that something
+        // new happened.
         if let Ok(Some(current)) = &known {
             let enriches = notification.claimed.as_ref().is_some_and(|claimed| {
                 let claim = Observation {
@@ -263,6 +267,7 @@ impl Onboarding {
                         .into_iter()
                         .map(|event| (event.application.id.clone(), event.application))
                         .collect();
+                    found.values().for_each(|app| self.finals.saw(app));
                     for row in by_id {
                         let app = row
                             .entry
