@@ -89,9 +89,6 @@ impl Application {
         }
     }
 
-    /// Applies what ConnectPay says and returns the next version, or `None` when nothing a caller can see
-    /// changes. The status only moves forward: stale or duplicated news is absorbed here, whatever its
-    /// source (a webhook-triggered GET, a caller's GET, the answer to a submit).
     /// Whether no observation can change this application any more: a terminal status, unless it is an
     /// issued account still waiting for its `baasClientId`.
     pub fn is_final(&self) -> bool {
@@ -99,6 +96,9 @@ impl Application {
             && !(self.status == Status::AccountIssued && self.baas_client_id.is_none())
     }
 
+    /// Applies what ConnectPay says and returns the next version, or `None` when nothing a caller can see
+    /// changes. The status only moves forward: stale or duplicated news is absorbed here, whatever its
+    /// source (a webhook-triggered GET, a caller's GET, the answer to a submit).
     pub fn apply(&self, seen: &Observation, now: SystemTime) -> Option<Application> {
         let mut next = self.clone();
         let moved = if self.status.is_terminal() {
