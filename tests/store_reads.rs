@@ -8,42 +8,42 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{seen, stores::schedule};
+use common::{
+    seen,
+    stores::{create, schedule},
+};
 use futures::future::join_all;
 use onboarding_gateway::{
-    domain::{Application, ApplicationId, Status},
+    domain::{ApplicationId, Status},
     store::{InboxEntry, Source, Store},
 };
-use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 
 fn id(n: usize) -> ApplicationId {
     ApplicationId::parse(&format!("read-{n}")).unwrap()
 }
 
+/// Approves the applications numbered `ns`.
+async fn approve(store: &dyn Store, ns: impl Iterator<Item = usize>) {
+    for n in ns {
+        store
+            .apply(
+                &id(n),
+                &seen(Status::IdvApproved),
+                Source::Other,
+                &schedule(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Five applications, the even ones approved since; then what each read finds.
 async fn reads_see_what_was_committed(store: &dyn Store) {
-    let schedule = schedule();
     for n in 0..5 {
-        let app = Application::created(
-            id(n),
-            "caller".into(),
-            format!("ref-{n}"),
-            seen(Status::IdvTokenGenerated),
-            onboarding_gateway::domain::now(),
-        );
-        let session = SecretString::from(format!("session-{n}"));
-        store
-            .insert_application(app, &session, &schedule)
-            .await
-            .unwrap();
+        create(store, &id(n), &format!("ref-{n}")).await;
     }
-    for n in (0..5).step_by(2) {
-        store
-            .apply(&id(n), &seen(Status::IdvApproved), Source::Other, &schedule)
-            .await
-            .unwrap();
-    }
+    approve(store, (0..5).step_by(2)).await;
 
     // Known and unknown ids, one of them twice: each known application once, as it is now.
     let asked = [
@@ -132,27 +132,10 @@ on_each_backend!(
 /// Many reads by id at once, as a burst of webhooks and callers' reads make them: each gets its own
 /// application as it is (the same id asked several times, unknown ids among them).
 async fn reads_by_id_arriving_together(store: &dyn Store) {
-    let schedule = schedule();
     for n in 0..20 {
-        let app = Application::created(
-            id(n),
-            "caller".into(),
-            format!("ref-{n}"),
-            seen(Status::IdvTokenGenerated),
-            onboarding_gateway::domain::now(),
-        );
-        let session = SecretString::from(format!("session-{n}"));
-        store
-            .insert_application(app, &session, &schedule)
-            .await
-            .unwrap();
+        create(store, &id(n), &format!("ref-{n}")).await;
     }
-    for n in (0..20).step_by(3) {
-        store
-            .apply(&id(n), &seen(Status::IdvApproved), Source::Other, &schedule)
-            .await
-            .unwrap();
-    }
+    approve(store, (0..20).step_by(3)).await;
     // 300 reads of 25 ids, 20 known: each id asked twelve times, all at once.
     let asked: Vec<usize> = (0..300).map(|i| i % 25).collect();
     let ids: Vec<ApplicationId> = asked.iter().map(|n| id(*n)).collect();
@@ -203,17 +186,7 @@ async fn postgres_reads_and_records_after_the_server_closed_the_store_connection
         trace_context: None,
         via_application: true,
     };
-    let app = Application::created(
-        id(0),
-        "caller".into(),
-        "ref-0".into(),
-        seen(Status::IdvTokenGenerated),
-        onboarding_gateway::domain::now(),
-    );
-    store
-        .insert_application(app, &SecretString::from("session-0"), &schedule())
-        .await
-        .unwrap();
+    create(&store, &id(0), "ref-0").await;
     // Connections are open now, the recorder's among them.
     assert!(store.current(&id(0)).await.unwrap().is_some());
     assert!(store.record_notification(&delivery(1)).await.unwrap());

@@ -15,7 +15,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{seen, stores::schedule};
+use common::{
+    seen,
+    stores::{create, schedule},
+};
 use futures::future::join_all;
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status},
@@ -39,18 +42,7 @@ fn id(n: usize) -> ApplicationId {
 async fn observations_arriving_together(store: &dyn Store) {
     let schedule = schedule();
     for n in 0..APPLICATIONS {
-        let app = Application::created(
-            id(n),
-            "caller".into(),
-            format!("ref-{n}"),
-            seen(Status::IdvTokenGenerated),
-            onboarding_gateway::domain::now(),
-        );
-        let session = SecretString::from(format!("session-{n}"));
-        store
-            .insert_application(app, &session, &schedule)
-            .await
-            .unwrap();
+        create(store, &id(n), &format!("ref-{n}")).await;
     }
 
     // Every (application, status) twice, and ten applications nobody created, in a fixed scrambled

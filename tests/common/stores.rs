@@ -3,9 +3,9 @@
 use std::{path::Path, time::Duration};
 
 use onboarding_gateway::{
-    domain::poll::PollSchedule,
+    domain::{Application, ApplicationId, Status, poll::PollSchedule},
     store::{
-        PostgresStore, SqliteStore, StoreKey,
+        PostgresStore, SqliteStore, Store, StoreKey,
         postgres::PostgresOptions,
         sqlite::{Durability, SqliteOptions},
     },
@@ -25,6 +25,23 @@ pub fn schedule() -> PollSchedule {
         review_interval: Duration::from_secs(60),
         max_interval: Duration::from_secs(60),
     }
+}
+
+/// Records application `id` of "caller" as a submit would, at IDV_TOKEN_GENERATED, with external reference
+/// `reference` (its session id is derived from the id).
+pub async fn create(store: &dyn Store, id: &ApplicationId, reference: &str) {
+    let app = Application::created(
+        id.clone(),
+        "caller".into(),
+        reference.into(),
+        super::seen(Status::IdvTokenGenerated),
+        onboarding_gateway::domain::now(),
+    );
+    let session = SecretString::from(format!("session-{id}"));
+    store
+        .insert_application(app, &session, &schedule())
+        .await
+        .unwrap();
 }
 
 /// A SQLite store in `dir` (a file, so lookups by key run inline), fully durable, two read connections.
