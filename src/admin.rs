@@ -4,7 +4,9 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router, extract::State, http::header, response::IntoResponse, routing::get, serve::ListenerExt,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +26,10 @@ pub async fn serve(listener: TcpListener, sources: Sources, stopping: Cancellati
     let router = Router::new()
         .route("/metrics", get(scrape))
         .with_state(sources);
+    // Scrapes are answered at once, not held for the scraper's acknowledgement of the previous write.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(stopping.cancelled_owned())
         .await;

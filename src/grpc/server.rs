@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use super::{
@@ -86,7 +85,7 @@ pub async fn serve(
             let served = Server::builder()
                 .add_service(health_only)
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(health_listener),
+                    without_delay(health_listener),
                     stopping.cancelled_owned(),
                 )
                 .await;
@@ -128,12 +127,19 @@ pub async fn serve(
         }
         None => {
             router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stopping.cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(without_delay(listener), stopping.cancelled_owned())
                 .await?
         }
     }
     Ok(())
+}
+
+/// The connections `listener` accepts, each sending what it is given at once (`TCP_NODELAY`).
+///
+/// A server given its own listener leaves tonic's `tcp_nodelay` unapplied. Without it, the frames of one
+/// answer (headers, message, trailers) leave in separate writes, and Nagle's algorithm holds the later
+/// ones until the client acknowledges the first, which Linux delays by up to 40 ms: the benchmark's
+/// unary p99.9 was 42 ms at every rate, and a watch stream's next change waited the same way.
+fn without_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

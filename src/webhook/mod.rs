@@ -73,6 +73,8 @@ pub async fn serve(
                 }
             },
         };
+        // Answers leave at once, not held for the sender's acknowledgement of the previous one (Nagle).
+        let _ = stream.set_nodelay(true);
         let service =
             router
                 .clone()
