@@ -119,7 +119,8 @@ impl Turns {
         match self {
             Turns::Together => (true, true),
             Turns::Slices(slice) => {
-                let gateway_turn = (i as f64 / rate / slice.as_secs_f64()) as u64 % 2 == 0;
+                let turn = (i as f64 / rate / slice.as_secs_f64()) as u64;
+                let gateway_turn = turn.is_multiple_of(2);
                 (gateway_turn, !gateway_turn)
             }
         }
