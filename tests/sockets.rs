@@ -1,7 +1,6 @@
 //! Every port sends at once: the connections each of the gateway's servers accepts have `TCP_NODELAY`
-//! set. Without it, Nagle's algorithm holds the later frames of an answer (a gRPC answer's trailers, a
-//! watch stream's next change) until the client acknowledges the earlier ones, which Linux delays by up
-//! to 40 ms.
+//! set. Without it, Nagle's algorithm holds the later writes of an answer (a gRPC answer's trailers after
+//! its message) until the client acknowledges the earlier ones, which Linux delays by up to 40 ms.
 
 mod common;
 

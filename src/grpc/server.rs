@@ -136,10 +136,10 @@ pub async fn serve(
 
 /// The connections `listener` accepts, each sending what it is given at once (`TCP_NODELAY`).
 ///
-/// A server given its own listener leaves tonic's `tcp_nodelay` unapplied. Without it, the frames of one
-/// answer (headers, message, trailers) leave in separate writes, and Nagle's algorithm holds the later
-/// ones until the client acknowledges the first, which Linux delays by up to 40 ms: the benchmark's
-/// unary p99.9 was 42 ms at every rate, and a watch stream's next change waited the same way.
+/// A server given its own listener leaves tonic's `tcp_nodelay` unapplied. Without it, when an answer
+/// leaves in more than one write, Nagle's algorithm holds the later ones until the client acknowledges
+/// the first, which Linux delays by up to 40 ms: the benchmark's closed-loop unary p99.9 was 41–50 ms,
+/// and is 9–20 ms with it (BENCHMARKS.md §11).
 fn without_delay(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
