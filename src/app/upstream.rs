@@ -33,7 +33,11 @@ pub(super) fn connectpay_client(
         .connect_timeout(cp.timeouts.connect)
         .user_agent(concat!("onboarding-gateway/", env!("CARGO_PKG_VERSION")))
         // Only the configured proxy, never one from the process environment by accident.
-        .no_proxy();
+        .no_proxy()
+        // Only the configured ConnectPay: a redirect is an answer the gateway does not act on (it reaches
+        // the caller as INTERNAL, `UPSTREAM_ERROR`). Following one would send the request again, a 307's
+        // KYC body or a token request's secret included, to a host nobody configured.
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(proxy) = &cp.proxy_url {
         let proxy = reqwest::Proxy::all(proxy.expose_secret())
             .map_err(|_| ConfigError(vec!["connectpay.proxy_url: not a proxy URL".into()]))?
