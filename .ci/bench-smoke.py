@@ -22,6 +22,8 @@ def main(path: str) -> int:
     problems = []
     if not report.get("smoke"):
         problems.append("not a smoke run")
+    if not report["machine"].get("idle"):
+        problems.append("how idle CPUs wait (cpuidle, halt polling) is not recorded")
     ran = {(r["scenario"], r["store"]) for r in report["results"]}
     for missing in sorted(EXPECTED - ran):
         problems.append(f"scenario {missing[0]} ({missing[1]}) produced no result")
@@ -39,6 +41,9 @@ def main(path: str) -> int:
                 problems.append(f'{name} / {phase["name"]}: nothing achieved')
         if result["store"] == "PostgreSQL" and not result.get("database_server"):
             problems.append(f"{name}: where the PostgreSQL server ran is not recorded")
+        stolen = result.get("stolen_share")
+        if not isinstance(stolen, (int, float)) or not 0 <= stolen <= 1:
+            problems.append(f"{name}: the CPU time the host took (steal) is not recorded")
         for process in result["processes"]:
             if process["peak_rss_mib"] <= 0:
                 problems.append(f'{name}: no memory reading for {process["name"]}')

@@ -125,6 +125,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         phases: vec![first, second],
         processes: env.processes(),
         database_server: env.database_server(),
+        stolen_share: None,
     })
 }
 

@@ -50,5 +50,6 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         phases,
         processes: env.processes(),
         database_server: env.database_server(),
+        stolen_share: None,
     })
 }

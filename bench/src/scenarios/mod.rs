@@ -59,6 +59,10 @@ pub struct Machine {
     /// How the processes were pinned (`taskset -c`), or why they were not.
     pub pinning: String,
     pub open_files: u64,
+    /// How an idle CPU waits for work (the cpuidle driver, and the guest's halt polling where there is
+    /// one): on a virtual machine, waking a halted CPU is a large part of a lightly loaded call's latency
+    /// (BENCHMARKS.md §12), so runs with different settings do not compare.
+    pub idle: String,
 }
 
 impl Machine {
@@ -95,19 +99,21 @@ impl Machine {
             memory_gib,
             pinning,
             open_files: procs::raise_open_files(),
+            idle: idle_setting(),
         }
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "{} · {} × {} · {:.1} GiB · {} · {} · open files {}",
+            "{} · {} × {} · {:.1} GiB · {} · {} · open files {} · idle CPUs: {}",
             self.date,
             self.cpus,
             self.cpu_model,
             self.memory_gib,
             self.kernel,
             self.pinning,
-            self.open_files
+            self.open_files,
+            self.idle
         )
     }
 }
@@ -170,6 +176,9 @@ pub struct ScenarioResult {
     /// Where a PostgreSQL server's processes ran during the scenario, or why they were not pinned;
     /// `None` when the store is SQLite (inside the gateway).
     pub database_server: Option<String>,
+    /// CPU time the host took from this virtual machine during the scenario (`steal` in /proc/stat), as a
+    /// share of all its CPUs' time: a disturbed run shows here. `None` where the kernel does not count it.
+    pub stolen_share: Option<f64>,
 }
 
 impl ScenarioResult {
@@ -223,6 +232,12 @@ impl ScenarioResult {
         }
         if let Some(server) = &self.database_server {
             out.push_str(&format!("PostgreSQL server: {server}\n"));
+        }
+        if let Some(share) = self.stolen_share {
+            out.push_str(&format!(
+                "CPU time taken by the host (steal): {:.1} %\n",
+                share * 100.0
+            ));
         }
         out
     }
@@ -534,11 +549,57 @@ fn cpu_between(before: Usage, after: Usage) -> f64 {
 }
 
 pub async fn run(plan: &Plan, scenario: &str, store: &str) -> Result<ScenarioResult, Error> {
-    match scenario {
+    let before = cpu_times();
+    let mut result = match scenario {
         "unary" => unary::run(plan).await,
         "fanout" => fanout::run(plan, store).await,
         "watchers" => watchers::run(plan).await,
         "ingest" => ingest::run(plan, store).await,
         other => Err(format!("unknown scenario {other}")),
+    }?;
+    result.stolen_share = before.zip(cpu_times()).map(|(before, after)| {
+        let total = after.total.saturating_sub(before.total).max(1);
+        after.steal.saturating_sub(before.steal) as f64 / total as f64
+    });
+    Ok(result)
+}
+
+/// The machine's CPU time so far, in ticks: all of it, and what the host took (`steal`).
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in user.
+    // A kernel too old to count steal has fewer fields, and no share is reported.
+    Some(CpuTimes {
+        total: fields.iter().take(8).sum(),
+        steal: *fields.get(7)?,
+    })
+}
+
+/// The cpuidle driver and, with the `haltpoll` driver, how long an idle CPU polls before it halts.
+fn idle_setting() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+    };
+    let driver = read("/sys/devices/system/cpu/cpuidle/current_driver");
+    let polling = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
+    match (driver, polling) {
+        (Some(driver), Some(ns)) => format!("{driver}, halt polling up to {ns} ns"),
+        (Some(driver), None) => driver,
+        (None, _) => "unknown (no cpuidle in sysfs)".to_owned(),
     }
 }

@@ -70,6 +70,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
         phases,
         processes: env.processes(),
         database_server: env.database_server(),
+        stolen_share: None,
     })
 }
 

@@ -78,5 +78,6 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
         phases,
         processes: env.processes(),
         database_server: env.database_server(),
+        stolen_share: None,
     })
 }
