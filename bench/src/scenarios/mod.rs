@@ -588,18 +588,30 @@ fn cpu_times() -> Option<CpuTimes> {
     })
 }
 
-/// The cpuidle driver and, with the `haltpoll` driver, how long an idle CPU polls before it halts.
+/// The cpuidle driver and, with the `haltpoll` driver, how long an idle CPU polls before it halts: the
+/// limit, where the adaptive window starts, and whether it may shrink again.
 fn idle_setting() -> String {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .map(|s| s.trim().to_owned())
             .ok()
     };
-    let driver = read("/sys/devices/system/cpu/cpuidle/current_driver");
-    let polling = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
-    match (driver, polling) {
-        (Some(driver), Some(ns)) => format!("{driver}, halt polling up to {ns} ns"),
-        (Some(driver), None) => driver,
-        (None, _) => "unknown (no cpuidle in sysfs)".to_owned(),
+    let haltpoll = |name: &str| {
+        read(&format!(
+            "/sys/module/haltpoll/parameters/guest_halt_poll_{name}"
+        ))
+    };
+    let Some(driver) = read("/sys/devices/system/cpu/cpuidle/current_driver") else {
+        return "unknown (no cpuidle in sysfs)".to_owned();
+    };
+    match (
+        haltpoll("ns"),
+        haltpoll("grow_start"),
+        haltpoll("allow_shrink"),
+    ) {
+        (Some(limit), Some(start), Some(shrink)) => format!(
+            "{driver}, halt polling up to {limit} ns (window starting at {start} ns, shrinking: {shrink})"
+        ),
+        _ => driver,
     }
 }
