@@ -1,5 +1,6 @@
 //! Several replicas on one PostgreSQL database behave as one gateway: real PostgreSQL, two or three
-//! gateway processes, the sandbox as its own process. Each test makes its own database and drops it.
+//! gateway processes, the sandbox as its own process. Each test makes its own database and drops it. The
+//! shared store's ordering under concurrent writers, without processes: `cluster_store.rs`.
 
 mod common;
 
@@ -13,20 +14,13 @@ use common::{
     postgres::TestDatabase,
     process::GatewayProcess,
     sandbox::AUTH_CODES,
-    seen, status_of, valid_kyc, watch,
+    status_of, valid_kyc, watch,
 };
 use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
-use onboarding_gateway::{
-    domain::{Application, ApplicationId, Status, poll::PollSchedule},
-    grpc::pb::{
-        self, ApplicationStatus as S, onboarding_client::OnboardingClient,
-        watch_applications_response,
-    },
-    store::{PostgresStore, Source, Store, StoreKey, postgres::PostgresOptions},
+use onboarding_gateway::grpc::pb::{
+    self, ApplicationStatus as S, onboarding_client::OnboardingClient, watch_applications_response,
 };
-use secrecy::SecretString;
 use serde_json::json;
-use sqlx::Connection;
 use tonic::transport::Channel;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -137,225 +131,6 @@ fn decode_token(token: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// A store of the test's own (its own database), used directly, with the poll schedule its writes take.
-async fn store_of_its_own() -> (TestDatabase, Arc<PostgresStore>, PollSchedule) {
-    let database = TestDatabase::create().await;
-    let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
-    let options = PostgresOptions {
-        max_connections: 16,
-        acquire_timeout: Duration::from_secs(30),
-    };
-    let store = Arc::new(
-        PostgresStore::connect(&database.url, key, &options)
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
-    let schedule = PollSchedule {
-        idv_interval: Duration::from_secs(60),
-        review_interval: Duration::from_secs(60),
-        max_interval: Duration::from_secs(60),
-    };
-    (database, store, schedule)
-}
-
-/// Records application `id` as a submit would (its session id is derived from the id).
-async fn create(
-    store: &PostgresStore,
-    schedule: &PollSchedule,
-    id: &ApplicationId,
-    reference: &str,
-) {
-    let app = Application::created(
-        id.clone(),
-        "anonymous".into(),
-        reference.into(),
-        seen(Status::IdvTokenGenerated),
-        onboarding_gateway::domain::now(),
-    );
-    store
-        .insert_application(app, &SecretString::from(format!("s-{id}")), schedule)
-        .await
-        .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_sequence_is_commit_order_so_a_tailing_reader_never_skips_one() {
-    let (_database, store, schedule) = store_of_its_own().await;
-
-    const WRITERS: usize = 12;
-    const APPLICATIONS_EACH: usize = 10;
-    // Many connections append at once: each inserts applications and moves them through three statuses.
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let (store, schedule) = (store.clone(), schedule.clone());
-            tokio::spawn(async move {
-                for a in 0..APPLICATIONS_EACH {
-                    let id = ApplicationId::parse(&format!("app-{w}-{a}")).unwrap();
-                    create(&store, &schedule, &id, &format!("ref-{w}")).await;
-                    for status in [
-                        Status::IdvApproved,
-                        Status::ComplianceReview,
-                        Status::AccountIssued,
-                    ] {
-                        store
-                            .apply(&id, &seen(status), Source::Other, &schedule)
-                            .await
-                            .unwrap()
-                            .unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-
-    // A reader tails the log the whole time: every batch must continue exactly where the last one ended.
-    let total = (WRITERS * APPLICATIONS_EACH * 4) as u64;
-    let mut cursor = 0;
-    let mut reads = 0;
-    while cursor < total {
-        let events = store.all_events_after(cursor, 50).await.unwrap();
-        for event in &events {
-            assert_eq!(
-                event.seq,
-                cursor + 1,
-                "the reader skipped a sequence that had not committed yet"
-            );
-            cursor = event.seq;
-        }
-        reads += 1;
-        tokio::task::yield_now().await;
-    }
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    assert_eq!(store.last_seq().await.unwrap(), total);
-    assert!(
-        reads > 10,
-        "the reader tailed while writers wrote ({reads} reads)"
-    );
-    store.close().await;
-}
-
-/// News waiting at one moment is applied by a replica in one transaction (group commit): while another
-/// session holds the log's counter, a hundred pending changes keep one session waiting for it, not one
-/// each; once it is released they all commit, in a few transactions, with the status machine applied in
-/// the order they came.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_news_waits_for_the_log_counter_in_one_transaction_and_then_commits_together() {
-    let (database, store, schedule) = store_of_its_own().await;
-    const APPLICATIONS: usize = 100;
-    let id = |n: usize| ApplicationId::parse(&format!("app-{n}")).unwrap();
-    for n in 0..APPLICATIONS {
-        create(&store, &schedule, &id(n), &format!("ref-{n}")).await;
-    }
-
-    // Another session (another replica, say) holds the counter.
-    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT value FROM log_sequence WHERE id = 1 FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-
-    // Every application approved; the first ten also moved on to review and told of their approval
-    // twice; and news about an application the store does not hold.
-    let mut news: Vec<(ApplicationId, Status)> = (0..APPLICATIONS)
-        .map(|n| (id(n), Status::IdvApproved))
-        .collect();
-    news.extend((0..10).map(|n| (id(n), Status::ComplianceReview)));
-    news.extend((0..10).map(|n| (id(n), Status::IdvApproved)));
-    news.push((
-        ApplicationId::parse("app-unknown").unwrap(),
-        Status::IdvApproved,
-    ));
-    let applying: Vec<_> = news
-        .iter()
-        .cloned()
-        .map(|(id, status)| {
-            let (store, schedule) = (store.clone(), schedule.clone());
-            tokio::spawn(async move {
-                store
-                    .apply(&id, &seen(status), Source::Other, &schedule)
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-
-    let waiting_for_locks = || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'onboarding-gateway' AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut sqlx::PgConnection::connect(&database.url).await.unwrap())
-        .await
-        .unwrap();
-        waiting
-    };
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while waiting_for_locks().await == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "nothing waits for the counter"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Everything has had time to queue (or, applied one transaction each, to pile up on the lock).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        waiting_for_locks().await,
-        1,
-        "one transaction of this replica waits for the counter, however much news is pending"
-    );
-    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
-
-    let mut outcomes = Vec::new();
-    for task in applying {
-        outcomes.push(task.await.unwrap());
-    }
-    assert!(
-        outcomes.last().unwrap().is_none(),
-        "news about an unknown application finds none"
-    );
-    let changed = outcomes.iter().flatten().filter(|a| a.changed).count();
-    let events = store
-        .all_events_after(APPLICATIONS as u64, 10_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        events.len(),
-        changed,
-        "every change, and nothing else, was appended"
-    );
-    for (n, event) in events.iter().enumerate() {
-        assert_eq!(
-            event.seq,
-            (APPLICATIONS + 1 + n) as u64,
-            "sequences follow on"
-        );
-    }
-    for n in 0..APPLICATIONS {
-        let current = store.current(&id(n)).await.unwrap().unwrap();
-        let expected = if n < 10 {
-            Status::ComplianceReview
-        } else {
-            Status::IdvApproved
-        };
-        assert_eq!(current.application.status, expected, "app-{n}");
-        let versions = store.events_after(&id(n), 0, 100).await.unwrap();
-        assert_eq!(
-            versions.last().unwrap(),
-            &current,
-            "app-{n} points at its newest version"
-        );
-        for (v, version) in versions.iter().enumerate() {
-            assert_eq!(version.application.version, v as u64 + 1, "app-{n}");
-        }
-    }
-    store.close().await;
 }
 
 #[tokio::test]
