@@ -1,5 +1,5 @@
 //! Callers are authenticated (mutual TLS or JWT), hold permissions per RPC, and see only their own
-//! applications; the certificates and keys behind all of it rotate on disk without a restart.
+//! applications. The files behind it rotating on disk: `rotation.rs`.
 
 mod common;
 
@@ -7,8 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{
-    TestGateway, TestSandbox,
-    identity::{Ca, SigningKey, claims, jwks, now},
+    callers::*,
+    identity::{Ca, SigningKey, claims, now},
     reason_and_fields,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -17,164 +17,8 @@ use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use serde_json::json;
 use tonic::{
     Code, Request,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    transport::{Endpoint, Identity},
 };
-
-use common::identity::{AUDIENCE, ISSUER};
-const PAYMENTS: &str = "spiffe://bank.test/ns/payments/sa/onboarding";
-const LENDING: &str = "spiffe://bank.test/ns/lending/sa/onboarding";
-
-/// Replaces a file the way Kubernetes updates a mounted secret: a new file renamed over the old.
-fn replace(path: &PathBuf, content: &str) {
-    let next = path.with_extension("next");
-    std::fs::write(&next, content).unwrap();
-    std::fs::rename(&next, path).unwrap();
-}
-
-/// The gateway's security files, in one directory.
-struct Files {
-    dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    client_ca: PathBuf,
-    jwks: PathBuf,
-}
-
-impl Files {
-    fn new(server_ca: &Ca, client_ca: &Ca, keys: &[&SigningKey]) -> Files {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert_pem, key_pem) = server_ca.server();
-        let write = |name: &str, content: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, content).unwrap();
-            path
-        };
-        Files {
-            cert: write("tls.crt", &cert_pem),
-            key: write("tls.key", &key_pem),
-            client_ca: write("ca.crt", &client_ca.pem()),
-            jwks: write("jwks.json", &jwks(keys)),
-            dir,
-        }
-    }
-
-    fn config(&self) -> String {
-        format!(
-            r#"
-[grpc.tls]
-cert_file = {cert:?}
-key_file = {key:?}
-client_ca_file = {ca:?}
-[health]
-listen = "127.0.0.1:0"
-[reload]
-interval = "100ms"
-[auth]
-methods = ["mtls", "jwt"]
-[auth.jwt]
-jwks_file = {jwks:?}
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-leeway = "0s"
-[auth.permissions]
-"{PAYMENTS}" = ["SubmitIdvSession", "GetApplication", "InitiateOnboarding", "WatchApplication"]
-"{LENDING}" = ["SubmitIdvSession", "GetApplication", "InitiateOnboarding", "WatchApplication"]
-"payments-by-token" = ["SubmitIdvSession", "GetApplication", "InitiateOnboarding", "WatchApplication"]
-"reporting" = ["WatchApplications"]
-"read-only" = ["GetApplication"]
-"#,
-            cert = self.cert.to_str().unwrap(),
-            key = self.key.to_str().unwrap(),
-            ca = self.client_ca.to_str().unwrap(),
-            jwks = self.jwks.to_str().unwrap(),
-        )
-    }
-}
-
-/// A TLS channel to the gateway trusting `server_ca`, presenting `identity` when given.
-async fn channel(
-    gateway: &TestGateway,
-    server_ca: &Ca,
-    identity: Option<Identity>,
-) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(server_ca.pem()))
-        .domain_name("localhost");
-    if let Some(identity) = identity {
-        tls = tls.identity(identity);
-    }
-    Endpoint::from_shared(format!("https://{}", gateway.addr))
-        .unwrap()
-        .tls_config(tls)?
-        .connect()
-        .await
-}
-
-async fn client(
-    gateway: &TestGateway,
-    server_ca: &Ca,
-    identity: Identity,
-) -> OnboardingClient<Channel> {
-    OnboardingClient::new(channel(gateway, server_ca, Some(identity)).await.unwrap())
-}
-
-fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn get_request(id: &str) -> pb::GetApplicationRequest {
-    pb::GetApplicationRequest {
-        key: Some(pb::get_application_request::Key::ApplicationId(id.into())),
-    }
-}
-
-fn submit_request(reference: &str, session: &str, request_id: &str) -> pb::SubmitIdvSessionRequest {
-    pb::SubmitIdvSessionRequest {
-        external_reference: reference.into(),
-        session_id: session.into(),
-        provider_id: "ONDATO".into(),
-        request_id: request_id.into(),
-    }
-}
-
-fn expect_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, reason: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(reason_and_fields(&status).0, reason, "{status:?}");
-}
-
-struct Setup {
-    _sandbox: TestSandbox,
-    gateway: TestGateway,
-    server_ca: Ca,
-    client_ca: Ca,
-    key: SigningKey,
-    files: Files,
-}
-
-async fn setup() -> Setup {
-    setup_with_idv_delay(150).await
-}
-
-async fn setup_with_idv_delay(idv_delay_ms: u64) -> Setup {
-    let sandbox = TestSandbox::in_process(|c| c.idv_delay_ms = idv_delay_ms).await;
-    let (server_ca, client_ca) = (Ca::new("server CA"), Ca::new("client CA"));
-    let key = SigningKey::es256("k1");
-    let files = Files::new(&server_ca, &client_ca, &[&key]);
-    let gateway = TestGateway::start(&sandbox, "code-1", &files.config()).await;
-    Setup {
-        _sandbox: sandbox,
-        gateway,
-        server_ca,
-        client_ca,
-        key,
-        files,
-    }
-}
 
 #[tokio::test]
 async fn client_certificates_name_the_caller_and_permissions_decide() {
@@ -569,122 +413,6 @@ async fn a_caller_sees_only_its_own_applications_on_every_rpc() {
             seen.insert(app.application_id);
         }
     }
-}
-
-#[tokio::test]
-async fn certificates_and_keys_rotate_on_disk_while_streams_stay_open() {
-    // The IDV decision comes after the rotations, so the open watch must carry it across them.
-    let s = setup_with_idv_delay(4000).await;
-    let mut payments = client(&s.gateway, &s.server_ca, s.client_ca.client_uri(PAYMENTS)).await;
-    let app = common::submit(&mut payments, "client-r", "session-rot-1")
-        .await
-        .unwrap();
-    // A watch opened before any rotation, on a connection made before it.
-    let mut stream = common::watch(&mut payments, common::by_id(&app.application_id), "")
-        .await
-        .unwrap();
-    common::next(&mut stream, Duration::from_secs(5))
-        .await
-        .unwrap();
-
-    // 1. The server certificate: a new one from a new CA. New connections see it; old ones stay.
-    let new_server_ca = Ca::new("server CA 2");
-    let (cert, key) = new_server_ca.server();
-    // Both files of a Kubernetes secret change at once; here the key first, then the certificate: the
-    // pair mismatches for a moment, and the gateway keeps the old pair until the new one is whole.
-    replace(&s.files.key, &key);
-    replace(&s.files.cert, &cert);
-    let mut rotated = false;
-    for _ in 0..100 {
-        if channel(
-            &s.gateway,
-            &new_server_ca,
-            Some(s.client_ca.client_uri(PAYMENTS)),
-        )
-        .await
-        .is_ok()
-        {
-            rotated = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(rotated, "new connections get the new server certificate");
-    assert!(
-        channel(
-            &s.gateway,
-            &s.server_ca,
-            Some(s.client_ca.client_uri(PAYMENTS))
-        )
-        .await
-        .is_err(),
-        "the old certificate is no longer served"
-    );
-
-    // 2. The client CA: callers with certificates from the new CA get in; the old CA's do not.
-    let new_client_ca = Ca::new("client CA 2");
-    replace(&s.files.client_ca, &new_client_ca.pem());
-    let mut accepted = false;
-    for _ in 0..100 {
-        if let Ok(channel) = channel(
-            &s.gateway,
-            &new_server_ca,
-            Some(new_client_ca.client_uri(PAYMENTS)),
-        )
-        .await
-            && OnboardingClient::new(channel)
-                .get_application(get_request(&app.application_id))
-                .await
-                .is_ok()
-        {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(accepted, "a certificate from the new client CA is accepted");
-
-    // 3. The JWKS: a token signed with a new key is refused until the key set names it.
-    let next_key = SigningKey::es256("k2");
-    let token = next_key.sign(claims("payments-by-token"));
-    let mut by_token =
-        OnboardingClient::new(channel(&s.gateway, &new_server_ca, None).await.unwrap());
-    expect_refused(
-        by_token
-            .get_application(with_token(get_request(&app.application_id), &token))
-            .await,
-        Code::Unauthenticated,
-        "CREDENTIALS_INVALID",
-    );
-    replace(&s.files.jwks, &jwks(&[&s.key, &next_key]));
-    let mut taken = false;
-    for _ in 0..100 {
-        // The application is another caller's: NOT_FOUND means the token was accepted.
-        let answer = by_token
-            .get_application(with_token(get_request(&app.application_id), &token))
-            .await;
-        if answer.is_err_and(|status| status.code() == Code::NotFound) {
-            taken = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(taken, "the new key set is used");
-
-    // The stream opened before all of it still delivers: the sandbox approves the IDV.
-    let mut statuses = Vec::new();
-    while let Some(message) = common::next(&mut stream, Duration::from_secs(10)).await {
-        if let Some(pb::watch_application_response::Event::Change(app)) = message.event {
-            statuses.push(app.status);
-            if app.status == pb::ApplicationStatus::IdvApproved as i32 {
-                break;
-            }
-        }
-    }
-    assert!(
-        statuses.contains(&(pb::ApplicationStatus::IdvApproved as i32)),
-        "the open watch went on: {statuses:?}"
-    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! real sockets, a gRPC client, and helpers that read the sandbox's control interface.
 #![allow(dead_code)]
 
+pub mod callers;
 pub mod certs;
 pub mod checker;
 pub mod identity;
