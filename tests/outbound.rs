@@ -77,4 +77,17 @@ async fn redirects_from_connectpay_are_not_followed() {
         sandbox.requests("").await.is_empty(),
         "the redirect's target received a request"
     );
+    // Operators see the answer for what it was.
+    let metrics = reqwest::get(format!("http://{}/metrics", gateway.gateway().admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"onboarding_connectpay_requests_total{endpoint="submit_idv",status="3xx"} 1"#
+        ),
+        "{metrics}"
+    );
 }

@@ -211,8 +211,11 @@ pub fn http_status_name(status: u16) -> &'static str {
         503 => "503",
         504 => "504",
         201..=299 => "2xx",
+        // Redirects are not followed, so they are answers of their own.
+        300..=399 => "3xx",
         402 | 405..=408 | 410..=428 | 430..=499 => "4xx",
-        _ => "5xx",
+        501 | 505..=599 => "5xx",
+        _ => "other",
     }
 }
 
@@ -256,6 +259,25 @@ mod tests {
             "# TYPE onboarding_connectpay_breaker_state gauge",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_http_status_lands_in_its_own_class() {
+        for (status, label) in [
+            (200, "200"),
+            (204, "2xx"),
+            (301, "3xx"),
+            (307, "3xx"),
+            (308, "3xx"),
+            (409, "409"),
+            (418, "4xx"),
+            (501, "5xx"),
+            (599, "5xx"),
+            (101, "other"),
+            (600, "other"),
+        ] {
+            assert_eq!(http_status_name(status), label, "HTTP {status}");
         }
     }
 }
