@@ -16,21 +16,12 @@ fn value(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    reqwest::get(format!("http://{}/metrics", gateway.gateway().admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn scraped_values_follow_the_flow() {
     let sandbox = TestSandbox::in_process(|_| {}).await;
     let gateway = TestGateway::start(&sandbox, AUTH_CODES[0], "").await;
     let mut client = gateway.client();
-    let before = scrape(&gateway).await;
+    let before = gateway.metrics().await;
 
     let app = submit(&mut client, "client-metrics", "session-ok")
         .await
@@ -40,7 +31,7 @@ async fn scraped_values_follow_the_flow() {
         .unwrap();
     next(&mut stream, Duration::from_secs(10)).await.unwrap();
     next(&mut stream, Duration::from_secs(10)).await.unwrap(); // IDV_APPROVED
-    let during = scrape(&gateway).await;
+    let during = gateway.metrics().await;
     assert_eq!(value(&during, "onboarding_watch_streams"), 1.0, "{during}");
     assert!(
         value(&during, "onboarding_oauth_refresh_token_expiry_seconds") > 2_000_000.0,
@@ -54,7 +45,7 @@ async fn scraped_values_follow_the_flow() {
     read_to_end(&mut stream, Duration::from_secs(10)).await;
     drop(stream);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = scrape(&gateway).await;
+    let after = gateway.metrics().await;
 
     let grew = |series: &str, by: f64| {
         let delta = value(&after, series) - value(&before, series);

@@ -78,12 +78,7 @@ async fn redirects_from_connectpay_are_not_followed() {
         "the redirect's target received a request"
     );
     // Operators see the answer for what it was.
-    let metrics = reqwest::get(format!("http://{}/metrics", gateway.gateway().admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains(
             r#"onboarding_connectpay_requests_total{endpoint="submit_idv",status="3xx"} 1"#

@@ -68,23 +68,7 @@ async fn approved(adjust: impl FnOnce(&mut Config)) -> (TestSandbox, TestGateway
     // ConnectPay's webhook about the approval is confirmed by a GET of the gateway's own, whenever it
     // arrives. Let that finish first, so that the faults and counts of each test (one-shot faults, the
     // breaker's failures, the retry budget) meet the test's calls alone.
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let answered = sandbox
-            .webhook_log()
-            .await
-            .iter()
-            .any(|d| d["status"] == "IDV_APPROVED" && d["answerStatus"] == 200);
-        let (waiting, _) = gateway.gateway().service().inbox_backlog().await.unwrap();
-        if answered && waiting == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the approval's webhook was not confirmed within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gateway.webhook_confirmed(&sandbox, "IDV_APPROVED").await;
     (sandbox, gateway, app.application_id)
 }
 

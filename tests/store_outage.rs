@@ -62,12 +62,7 @@ async fn notifications_are_acknowledged_while_the_store_is_locked_and_their_news
     assert!(early.is_err(), "{early:?}");
 
     // Counted for alerting, on the admin port's metrics.
-    let metrics = reqwest::get(format!("http://{}/metrics", gateway.gateway().admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains("onboarding_webhooks_total{outcome=\"degraded\"} 1"),
         "{metrics}"

@@ -152,6 +152,38 @@ level = "onboarding_gateway=debug,info"
         webhook::local_url(self.gateway().webhook_addr, "/webhooks/connectpay")
     }
 
+    /// Waits (up to 10 s) until the sandbox's webhook about `status` was answered `200` and this gateway
+    /// has confirmed it: nothing is left in its inbox.
+    pub async fn webhook_confirmed(&self, sandbox: &TestSandbox, status: &str) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answered = sandbox
+                .webhook_log()
+                .await
+                .iter()
+                .any(|d| d["status"] == status && d["answerStatus"] == 200);
+            let (waiting, _) = self.gateway().service().inbox_backlog().await.unwrap();
+            if answered && waiting == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the {status} webhook was not confirmed within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the admin port's `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.gateway().admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Sends the stop signal (as SIGTERM would) without waiting: the gateway drains as configured.
     pub fn begin_shutdown(&self) {
         self.stop.cancel();
