@@ -47,7 +47,7 @@ pub(super) const LATEST_BY_REFERENCE: &str = select_applications!(
 );
 pub(super) const LATEST_BY_PERSON: &str =
     select_applications!("WHERE person_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1");
-const EVENTS_AFTER: &str = concat!(
+pub(super) const EVENTS_AFTER: &str = concat!(
     "SELECT ",
     event_columns!(),
     " FROM events WHERE application_id = ? AND seq > ? ORDER BY seq LIMIT ?"

@@ -216,6 +216,7 @@ pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer
     // Waits, on the blocking thread, only for a lock held outside this gateway (an operator command, a
     // backup); the gateway's own writers take turns (above).
     connection.busy_timeout(options.busy_timeout)?;
+    super::keep_plans(&connection)?;
     connection.execute_batch(&format!(
         "PRAGMA synchronous = {}; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
          PRAGMA wal_autocheckpoint = 0;",
@@ -379,6 +380,26 @@ mod tests {
             .query_row("SELECT count(*) FROM inbox", [], |row| row.get(0))
             .unwrap();
         assert_eq!(left, 0, "the clearing was committed");
+    }
+
+    /// The lease runs on every notification's way: its statement, kept in the connection's cache, is not
+    /// prepared again on each run (a bound `LIMIT` would make SQLite re-plan it every time).
+    #[test]
+    fn the_lease_is_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Full);
+        for _ in 0..3 {
+            writer.commit_all(&[recording(), lease()]).unwrap();
+        }
+        let statement = writer
+            .connection
+            .prepare_cached(super::super::inbox::TAKE)
+            .unwrap();
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "prepared again"
+        );
     }
 
     /// With normal durability nothing waits for the disk.

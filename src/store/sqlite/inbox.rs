@@ -12,6 +12,11 @@ use crate::{
     store::{InboxEntry, InboxRow, StoreError, from_micros, micros, rows::inbox_row},
 };
 
+/// Leases due rows: owner, lease end, now, limit.
+pub(super) const TAKE: &str = "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, not_before = ?2, \
+     attempts = attempts + 1 WHERE id IN \
+     (SELECT id FROM inbox WHERE not_before <= ?3 ORDER BY not_before, id LIMIT ?4) RETURNING *";
+
 impl SqliteStore {
     pub(super) async fn record_notification_impl(
         &self,
@@ -99,11 +104,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<InboxRow>, StoreError> {
         let now = SystemTime::now();
-        let mut statement = tx.prepare_cached(
-            "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, not_before = ?2, \
-             attempts = attempts + 1 WHERE id IN \
-             (SELECT id FROM inbox WHERE not_before <= ?3 ORDER BY not_before, id LIMIT ?4) RETURNING *",
-        )?;
+        let mut statement = tx.prepare_cached(TAKE)?;
         let mut rows = statement.query(params![
             owner,
             micros(now + lease),

@@ -56,6 +56,7 @@ impl InlineReads {
         )?;
         // Never wait on the caller's thread (rusqlite's default is five seconds).
         connection.busy_timeout(Duration::ZERO)?;
+        super::keep_plans(&connection)?;
         Ok(connection)
     }
 
@@ -146,6 +147,38 @@ mod tests {
         assert!(
             waited < Duration::from_millis(500),
             "the read waited {waited:?} for the lock on the caller's thread"
+        );
+    }
+
+    /// A stream reads its next events on every change: the read's statement, kept in the connection's
+    /// cache, is not prepared again on each run (a bound `LIMIT` would make SQLite re-plan it every time).
+    #[test]
+    fn a_stream_read_is_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(concat!(
+                "PRAGMA journal_mode = WAL;",
+                include_str!("../../../migrations/sqlite/0001_initial.sql")
+            ))
+            .unwrap();
+        let reads = InlineReads::new(&path, 1);
+        for (after, limit) in [(0, 64), (5, 64), (9, 16)] {
+            let binds = [Bind::Text("a"), Bind::Integer(after), Bind::Integer(limit)];
+            assert!(matches!(
+                reads.events(super::super::applications::EVENTS_AFTER, &binds),
+                Ok(found) if found.is_empty()
+            ));
+        }
+        let connection = reads.idle.lock().unwrap().pop().expect("kept");
+        let statement = connection
+            .prepare_cached(super::super::applications::EVENTS_AFTER)
+            .unwrap();
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "prepared again"
         );
     }
 

@@ -208,6 +208,19 @@ impl SqliteStore {
     }
 }
 
+/// Sets up a connection the store opens itself (the committer's, the inline reads'): each statement keeps
+/// the plan it was prepared with. Otherwise SQLite plans a `LIMIT ?` for the value bound to it, and so
+/// prepares the statement again every time that parameter is bound: every inbox lease and every read of a
+/// stream's next events, a tenth of the gateway's CPU under webhook load (BENCHMARKS.md §13). Each of the
+/// gateway's statements has one plan whatever its limit.
+fn keep_plans(connection: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    connection.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError(format!("sqlite: {e}"))
