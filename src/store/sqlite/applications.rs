@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, params};
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection as _;
 
 use super::{
     SqliteStore,
@@ -384,7 +385,7 @@ impl SqliteStore {
             .bind(micros(now + lease))
             .bind(micros(now))
             .bind(limit as i64)
-            .fetch_all(&self.write)
+            .fetch_all(&mut *self.write.writing().await?)
             .await?;
         rows.iter().map(event).collect()
     }
@@ -399,7 +400,7 @@ impl SqliteStore {
         )
         .bind(micros(at))
         .bind(id.as_str())
-        .execute(&self.write)
+        .execute(&mut *self.write.writing().await?)
         .await?;
         Ok(())
     }
@@ -408,7 +409,8 @@ impl SqliteStore {
         &self,
         cutoff: SystemTime,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut writing = self.write.writing().await?;
+        let mut tx = writing.begin().await?;
         let newest_gone: Option<i64> =
             sqlx::query_scalar("SELECT max(seq) FROM events WHERE recorded_at < ?")
                 .bind(micros(cutoff))

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection as _, Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::{
@@ -48,14 +48,15 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         // IMMEDIATE: the erase command writes beside a running gateway, and a deferred transaction
         // that reads first could not take the write lock after the gateway's next write.
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writing = self.write.writing().await?;
+        let mut tx = writing.begin_with("BEGIN IMMEDIATE").await?;
         let erased = Self::erase_in(&mut tx, id.as_str()).await?;
         tx.commit().await?;
         // The write-ahead log still holds the pages as they were before; fold it into the (securely
         // deleted) file and empty it. Best effort: a long reader elsewhere can hold it back.
         if erased
             && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.write)
+                .execute(&mut *writing)
                 .await
         {
             tracing::warn!(error = %e, "could not checkpoint the write-ahead log after an erasure");
@@ -68,7 +69,8 @@ impl SqliteStore {
         cutoff: SystemTime,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writing = self.write.writing().await?;
+        let mut tx = writing.begin_with("BEGIN IMMEDIATE").await?;
         // Finished applications are never polled again: no poll time.
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM applications WHERE next_poll_at IS NULL AND updated_at < ? LIMIT ?",

@@ -14,9 +14,9 @@
 //! The transaction runs through a `rusqlite` connection of the committer's own, on a blocking thread. sqlx
 //! hands every statement to its connection's thread and back; a notification's four or five statements cost
 //! some thirty thread switches that way, most of the gateway's CPU under webhook load (BENCHMARKS.md).
-//! SQLite still has one writer: the committer writes only while it holds the sqlx write pool's one
-//! connection, so the store's other writes (idempotency records, erasure, the poller's leases) and the
-//! committer's transactions take turns instead of contending for SQLite's lock.
+//! SQLite still has one writer: the committer writes only while it holds the write turn (turns.rs), so
+//! the store's other writes (idempotency records, erasure, the poller's leases) and the committer's
+//! transactions take turns instead of contending for SQLite's lock.
 //!
 //! The SQL of each write lives with its table (`inbox.rs`, `applications.rs`); this is only the mechanism.
 
@@ -27,7 +27,6 @@ use std::{
 };
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Durability, SqliteOptions, SqliteStore};
@@ -229,29 +228,26 @@ pub(super) fn connect(database: &Path, options: &SqliteOptions) -> Result<Writer
     })
 }
 
-/// Starts the committer on `writer`, taking turns with the writers of the pool `turns`; it stops when the
+/// Starts the committer on `writer`, taking `turns` with the store's other writers; it stops when the
 /// returned sender (the store) is dropped.
-pub(super) fn start(turns: SqlitePool, writer: Writer) -> mpsc::Sender<Pending> {
+pub(super) fn start(turns: Arc<tokio::sync::Mutex<()>>, writer: Writer) -> mpsc::Sender<Pending> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     tokio::spawn(run(turns, Arc::new(Mutex::new(writer)), receiver));
     sender
 }
 
-async fn run(turns: SqlitePool, writer: Arc<Mutex<Writer>>, mut queue: mpsc::Receiver<Pending>) {
+async fn run(
+    turns: Arc<tokio::sync::Mutex<()>>,
+    writer: Arc<Mutex<Writer>>,
+    mut queue: mpsc::Receiver<Pending>,
+) {
     loop {
         let mut batch = Vec::with_capacity(BATCH);
         if queue.recv_many(&mut batch, BATCH).await == 0 {
             return;
         }
         // Held until the transaction has ended: no other writer of this gateway holds SQLite's lock.
-        let turn = match turns.acquire().await {
-            Ok(turn) => turn,
-            Err(e) => {
-                let e = StoreError::from(e);
-                batch.into_iter().for_each(|pending| pending.fail(&e));
-                continue;
-            }
-        };
+        let turn = turns.lock().await;
         let writer = Arc::clone(&writer);
         // A panic drops the batch unanswered: its senders hear that nothing was committed.
         let _ = tokio::task::spawn_blocking(move || {

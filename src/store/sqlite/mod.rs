@@ -1,9 +1,9 @@
 //! The SQLite backend: the embedded default (`serve --sandbox`, single-replica deployments).
 //!
 //! The database is a file: its connections are the write pool's one, the group committer's, the read
-//! pool's and the inline reads'. The gateway's writers take turns on the write pool's one connection (the
-//! group committer holds it while it writes through its own), so they queue instead of contending for
-//! SQLite's lock; SQLite's single writer also makes the event log's sequence commit order. Reads run beside
+//! pool's and the inline reads'. The gateway's writers take turns (turns.rs): the group committer and the
+//! write pool's one connection each write only while holding the turn, so they queue instead of contending
+//! for SQLite's lock; SQLite's single writer also makes the event log's sequence commit order. Reads run beside
 //! the writer (WAL).
 
 mod applications;
@@ -16,6 +16,7 @@ mod inline_reads;
 mod interface;
 mod oauth;
 mod requests;
+mod turns;
 
 use std::{str::FromStr, time::Duration};
 
@@ -56,7 +57,8 @@ pub struct SqliteOptions {
 }
 
 pub struct SqliteStore {
-    write: SqlitePool,
+    /// Writes other than the committer's, taking turns with it (turns.rs).
+    write: turns::Writes,
     read: SqlitePool,
     /// Lookups by key, answered on the caller's thread.
     inline: inline_reads::InlineReads,
@@ -159,10 +161,11 @@ impl SqliteStore {
             .await?;
         let inline = inline_reads::InlineReads::new(&database, read_connections as usize);
         let committer = group_commit::connect(&database, options)?;
+        let write = turns::Writes::new(write);
         let checkpoints = checkpoints::start(&database, options)?;
         Ok(SqliteStore {
             _checkpoints: checkpoints,
-            committer: group_commit::start(write.clone(), committer),
+            committer: group_commit::start(write.turns(), committer),
             write,
             read,
             inline,

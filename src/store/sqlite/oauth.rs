@@ -33,7 +33,7 @@ impl PairStore for SqliteStore {
         .bind(seal_pair(&self.key, pair))
         .bind(pair.refresh_expires_at.map(micros))
         .bind(micros(SystemTime::now()))
-        .execute(&self.write)
+        .execute(&mut *self.write.writing().await?)
         .await?;
         Ok(())
     }

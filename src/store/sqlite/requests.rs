@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
 use super::SqliteStore;
 use crate::store::{Begin, RequestKey, StoreError, StoredOutcome, micros};
@@ -20,7 +20,8 @@ impl SqliteStore {
             &[key.caller.as_bytes(), key.method.as_bytes(), fingerprint],
         );
         let now = SystemTime::now();
-        let mut tx = self.write.begin().await?;
+        let mut writing = self.write.writing().await?;
+        let mut tx = writing.begin().await?;
         let found = sqlx::query(
             "SELECT fingerprint, state, started_at, outcome FROM requests \
              WHERE caller = ? AND method = ? AND request_id = ?",
@@ -100,7 +101,7 @@ impl SqliteStore {
         .bind(&key.caller)
         .bind(key.method)
         .bind(&key.request_id)
-        .execute(&self.write)
+        .execute(&mut *self.write.writing().await?)
         .await?;
         Ok(())
     }
@@ -111,7 +112,7 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM requests WHERE created_at < ?")
             .bind(micros(cutoff))
-            .execute(&self.write)
+            .execute(&mut *self.write.writing().await?)
             .await?
             .rows_affected())
     }
