@@ -52,22 +52,9 @@ fn failure(status: &tonic::Status) -> Failure {
     use tonic_types::StatusExt;
     match status.get_error_details().error_info() {
         Some(info) => Failure::FromGateway(status.code(), info.reason.clone()),
-        None if refused_by_goaway(status) => Failure::NeverProcessed,
+        None if common::checker::refused_by_goaway(status) => Failure::NeverProcessed,
         None => Failure::Transport(status.code()),
     }
-}
-
-/// The HTTP/2 layer under `status` says the server went away gracefully (`GOAWAY`, `NO_ERROR`) before
-/// taking the request.
-fn refused_by_goaway(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
-        }
-        source = error.source();
-    }
-    false
 }
 
 async fn health(channel: Channel, service: &str) -> Option<ServingStatus> {

@@ -151,9 +151,23 @@ pub async fn follow(
     unreachable!("the loop only ends by returning")
 }
 
+/// The HTTP/2 layer under `status` says the server went away gracefully (`GOAWAY`, `NO_ERROR`) before
+/// taking the request: it was never processed. tonic reports it as `INTERNAL` ("h2 protocol error")
+/// when it sends a request on a connection that has just been told to go away.
+pub fn refused_by_goaway(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Repeats `attempt` (given the attempt's number, to pick a replica, say) while it fails in a way a
-/// retrying client may retry — the gateway restarting, a request still in progress, an outcome unknown —
-/// for at most `within`.
+/// retrying client may retry — the gateway restarting (including a request refused by a replica's
+/// `GOAWAY`), a request still in progress, an outcome unknown — for at most `within`.
 pub async fn with_retries<T, F, Fut>(within: Duration, mut attempt: F) -> Result<T, tonic::Status>
 where
     F: FnMut(usize) -> Fut,
@@ -164,14 +178,15 @@ where
     for n in 0.. {
         match attempt(n).await {
             Err(status)
-                if matches!(
+                if (matches!(
                     status.code(),
                     Code::Unavailable
                         | Code::Unknown
                         | Code::Aborted
                         | Code::DeadlineExceeded
                         | Code::Cancelled
-                ) && tokio::time::Instant::now() < until =>
+                ) || refused_by_goaway(&status))
+                    && tokio::time::Instant::now() < until =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
