@@ -26,7 +26,10 @@ pub(super) struct Writes {
 
 /// The write pool's connection, held with the turn.
 pub(super) struct Writing {
-    // Declared first, so dropped first: the connection goes back before the turn is given up.
+    // Declared first, so dropped first: its return to the pool (sqlx finishes it on a task of its own,
+    // rolling back a transaction left open) has started when the turn is given up. A writer that takes
+    // the turn before that return has ended meets, at worst, SQLite's lock for that moment, and waits
+    // for it (busy timeout) rather than failing.
     connection: PoolConnection<sqlx::Sqlite>,
     _turn: OwnedMutexGuard<()>,
 }
