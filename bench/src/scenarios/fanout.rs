@@ -61,7 +61,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         .collect()
         .await;
     let watching: Vec<_> = opened.into_iter().collect::<Result<_, _>>()?;
-    let delivered = deliver(&env, &http, &apps, 0..count, rate, &sent).await;
+    let delivered = deliver(&env, &http, &apps, 0..count, rate, &sent).await?;
     wait_for(watching.iter().take(count)).await;
     let first = delivered.phase(
         format!(
@@ -106,7 +106,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
             }
         }));
     }
-    let delivered = deliver(&env, &http, &apps, range, rate, &sent).await;
+    let delivered = deliver(&env, &http, &apps, range, rate, &sent).await?;
     wait_for(consumer_tasks.iter()).await;
     let second = delivered.phase(
         format!("{rate:.0} webhooks/s, {consumers} WatchApplications consumers"),
@@ -223,15 +223,21 @@ async fn deliver(
     range: std::ops::Range<usize>,
     rate: f64,
     sent: &Arc<Vec<OnceLock<Instant>>>,
-) -> Delivered {
+) -> Result<Delivered, Error> {
     let acknowledged = Recorder::default();
     let before = env.gateway.usage();
     let database_before = env.database_cpu_seconds();
     let started = Instant::now();
     let url = format!("http://{}/webhooks/connectpay", env.addrs.webhook);
-    let mut posts = Vec::with_capacity(range.len());
     let first = range.start;
-    let lateness = load::paced(rate, range.len() as u64, |n| {
+    let ticks = (
+        http.clone(),
+        apps.clone(),
+        sent.clone(),
+        acknowledged.clone(),
+    );
+    let lateness = load::paced(rate, range.len() as u64, move |n, posts| {
+        let (http, apps, sent, acknowledged) = &ticks;
         let i = first + n as usize;
         let body = json!({"application": {"applicationId": apps[i], "status": "IDV_APPROVED"}});
         let request = http
@@ -246,11 +252,9 @@ async fn deliver(
             recorder.record(at.elapsed(), ok);
         }));
     })
-    .await;
-    for post in posts {
-        let _ = post.await;
-    }
-    Delivered {
+    .await
+    .map_err(|e| format!("the pacing timer: {e}"))?;
+    Ok(Delivered {
         acknowledged: acknowledged.latency(),
         lateness,
         seconds: started.elapsed().as_secs_f64(),
@@ -258,5 +262,5 @@ async fn deliver(
         gateway: env.gateway.usage(),
         database: database_before.zip(env.database_cpu_seconds()),
         rate,
-    }
+    })
 }

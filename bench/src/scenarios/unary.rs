@@ -17,7 +17,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
     };
     // Warm-up: connections, caches, the allocator.
     let warm_up = Duration::from_secs(1);
-    both_paths(&env, &paths, 500.0, warm_up, Turns::Together, "warm-up").await;
+    both_paths(&env, &paths, 500.0, warm_up, Turns::Together, "warm-up").await?;
 
     let mut phases = vec![
         both_paths(
@@ -28,7 +28,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
             Turns::Together,
             "1,000 req/s",
         )
-        .await,
+        .await?,
     ];
 
     // The most the gateway answers: closed loop, 64 calls in flight over 4 connections.
@@ -62,7 +62,7 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
             Turns::Slices(slice),
             "70 % of maximum",
         )
-        .await,
+        .await?,
     );
     Ok(ScenarioResult {
         scenario: "unary".into(),
@@ -145,15 +145,21 @@ async fn both_paths(
     duration: Duration,
     turns: Turns,
     name: &str,
-) -> Phase {
+) -> Result<Phase, Error> {
     let requests = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
     let (via_gateway, direct) = (Recorder::default(), Recorder::default());
     // Failed calls through the gateway, by gRPC status code.
     let refused: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
-    let mut tasks = Vec::with_capacity(requests as usize * 2);
     let before = env.gateway.usage();
     let started = Instant::now();
-    let lateness = load::paced(rate, requests, |i| {
+    let ticks = (
+        paths.clone(),
+        via_gateway.clone(),
+        direct.clone(),
+        refused.clone(),
+    );
+    let lateness = load::paced(rate, requests, move |i, tasks| {
+        let (paths, via_gateway, direct, refused) = &ticks;
         let index = i as usize % paths.apps.len();
         let id = paths.apps[index].clone();
         let gateway_call = {
@@ -200,10 +206,8 @@ async fn both_paths(
             (false, _) => tasks.push(tokio::spawn(direct_call)),
         }
     })
-    .await;
-    for task in tasks {
-        let _ = task.await;
-    }
+    .await
+    .map_err(|e| format!("the pacing timer: {e}"))?;
     // With turns, the gateway's rate and cores are over its own slices: it idles through the others.
     let seconds = started.elapsed().as_secs_f64() * turns.share();
     let cpu = cpu_between(before, env.gateway.usage());
@@ -215,7 +219,7 @@ async fn both_paths(
         p999: g.p999_us as i64 - d.p999_us as i64,
     };
     let achieved = (g.requests - g.errors) as f64 / seconds;
-    Phase {
+    Ok(Phase {
         name: name.to_owned(),
         offered_per_s: Some(rate),
         achieved_per_s: achieved,
@@ -240,7 +244,7 @@ async fn both_paths(
                     .map(|(code, n)| format!("{n} calls through the gateway failed with {code}")),
             )
             .collect(),
-    }
+    })
 }
 
 fn turns_note(turns: Turns) -> Option<String> {
