@@ -41,3 +41,26 @@ impl Endpoint {
         }
     }
 }
+
+/// A fresh id for one request's `X-Request-ID`: a version 4 UUID drawn from the thread's random generator
+/// (a ChaCha generator the OS reseeds). `Uuid::new_v4` asks the kernel for every id, a system call per
+/// ConnectPay request.
+pub(crate) fn request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_fresh_version_4_uuids() {
+        let (a, b) = (super::request_id(), super::request_id());
+        for id in [&a, &b] {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        }
+        assert_ne!(a, b);
+    }
+}

@@ -327,7 +327,7 @@ impl Inner {
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let request_id = super::request_id();
             let sent = self
                 .http
                 .post(self.endpoint.url.clone())

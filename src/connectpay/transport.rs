@@ -190,7 +190,7 @@ impl Transport {
         attempt: u32,
     ) -> Result<Attempt, UpstreamError> {
         let pair = self.tokens.access_token().await?;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = super::request_id();
         let span = tracing::info_span!(
             "connectpay",
             otel.name = format!("{} {}", call.method, call.endpoint.as_str()),
