@@ -110,7 +110,9 @@ pub(super) fn cpu_times() -> Option<CpuTimes> {
 }
 
 /// The cpuidle driver and, with the `haltpoll` driver, how long an idle CPU polls before it halts: the
-/// limit, where the adaptive window starts, and whether it may shrink again.
+/// limit, where the adaptive window starts, and whether it may shrink again. The halt-polling settings
+/// are read only for that driver: they are the `haltpoll` governor's, and without the driver (`none`, or
+/// another) an idle CPU does not poll in the guest, whatever they say.
 fn idle_setting() -> String {
     let read = |path: &str| {
         std::fs::read_to_string(path)
@@ -125,6 +127,13 @@ fn idle_setting() -> String {
     let Some(driver) = read("/sys/devices/system/cpu/cpuidle/current_driver") else {
         return "unknown (no cpuidle in sysfs)".to_owned();
     };
+    if driver == "none" {
+        return "none (no cpuidle driver: an idle CPU halts at once, no polling in the guest)"
+            .to_owned();
+    }
+    if driver != "haltpoll" {
+        return driver;
+    }
     match (
         haltpoll("ns"),
         haltpoll("grow_start"),
