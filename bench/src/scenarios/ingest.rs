@@ -14,8 +14,12 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         let before = env.gateway.usage();
         let database_before = env.database_cpu_seconds();
         let started = Instant::now();
+        // Failed posts, by what the generator saw: a status, or why no answer came.
+        let failures: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
+            Arc::default();
         let post = {
             let (http, url, apps) = (http.clone(), url.clone(), apps.clone());
+            let failures = failures.clone();
             let run = started.elapsed().as_nanos();
             move |i: u64| {
                 let body = json!({
@@ -27,7 +31,20 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
                     .post(url.as_str())
                     .header("x-connectpay-webhook-token", procs::WEBHOOK_TOKEN)
                     .json(&body);
-                async move { request.send().await.is_ok_and(|a| a.status().is_success()) }
+                let failures = failures.clone();
+                async move {
+                    let failure = match request.send().await {
+                        Ok(answer) if answer.status().is_success() => return true,
+                        Ok(answer) => format!("answered {}", answer.status()),
+                        Err(e) => format!("no answer: {}", innermost(&e)),
+                    };
+                    *failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(failure)
+                        .or_default() += 1;
+                    false
+                }
             }
         };
         let (rate, latency) = load::saturate(workers, plan.phase, post).await;
@@ -42,6 +59,13 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         phase.database_cores = database_before
             .zip(env.database_cpu_seconds())
             .map(|(before, after)| (after - before) / seconds);
+        phase.notes.extend(
+            failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(failure, n)| format!("{n} posts failed: {failure}")),
+        );
         phases.push(phase);
     }
     Ok(ScenarioResult {
@@ -52,4 +76,13 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         database_server: env.database_server(),
         stolen_share: None,
     })
+}
+
+/// The deepest cause of a failed post (reqwest's own message only names the request).
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
