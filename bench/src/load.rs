@@ -131,6 +131,9 @@ where
             Ok(read) => read?,
             Err(_would_block) => continue,
         };
+        // The read took every expiry so far: the timer is not readable until the next. (A tick that
+        // expired since keeps its readiness: tokio clears only the readiness this wait saw.)
+        ready.clear_ready();
         let now = Instant::now();
         let from = due_ticks;
         due_ticks = (due_ticks + u64::from_ne_bytes(expiries)).min(requests);
