@@ -80,6 +80,33 @@ impl Recorder {
     }
 }
 
+/// Counts failed requests by what the generator saw (a status, or why no answer came), from many tasks.
+#[derive(Clone, Default)]
+pub struct Tally {
+    counts: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl Tally {
+    pub fn count(&self, failure: String) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(failure)
+            .or_default() += 1;
+    }
+
+    /// One note per kind of failure: `"{n} {what} failed{how}"`, `how` being the kind.
+    pub fn notes(&self, what: &str, how: impl Fn(&str) -> String) -> Vec<String> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(failure, n)| format!("{n} {what} failed{}", how(failure)))
+            .collect()
+    }
+}
+
 /// Sends `requests` ticks at `rate` per second; `on_tick(i, tasks)` starts request `i` (it must not block:
 /// it spawns, and puts what it spawned in `tasks`). Returns when every request so started has finished,
 /// with how late the ticks were.

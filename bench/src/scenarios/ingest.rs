@@ -15,8 +15,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         let database_before = env.database_cpu_seconds();
         let started = Instant::now();
         // Failed posts, by what the generator saw: a status, or why no answer came.
-        let failures: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
-            Arc::default();
+        let failures = load::Tally::default();
         let post = {
             let (http, url, apps) = (http.clone(), url.clone(), apps.clone());
             let failures = failures.clone();
@@ -38,11 +37,7 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
                         Ok(answer) => format!("answered {}", answer.status()),
                         Err(e) => format!("no answer: {}", innermost(&e)),
                     };
-                    *failures
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(failure)
-                        .or_default() += 1;
+                    failures.count(failure);
                     false
                 }
             }
@@ -59,13 +54,9 @@ pub(super) async fn run(plan: &Plan, store: &str) -> Result<ScenarioResult, Erro
         phase.database_cores = database_before
             .zip(env.database_cpu_seconds())
             .map(|(before, after)| (after - before) / seconds);
-        phase.notes.extend(
-            failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(failure, n)| format!("{n} posts failed: {failure}")),
-        );
+        phase
+            .notes
+            .extend(failures.notes("posts", |failure| format!(": {failure}")));
         phases.push(phase);
     }
     Ok(ScenarioResult {

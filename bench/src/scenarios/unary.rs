@@ -149,7 +149,7 @@ async fn both_paths(
     let requests = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
     let (via_gateway, direct) = (Recorder::default(), Recorder::default());
     // Failed calls through the gateway, by gRPC status code.
-    let refused: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let refused = load::Tally::default();
     let before = env.gateway.usage();
     let started = Instant::now();
     let ticks = (
@@ -170,11 +170,7 @@ async fn both_paths(
                 let answer = client.get_application(get(&id)).await;
                 recorder.record(sent.elapsed(), answer.is_ok());
                 if let Err(status) = answer {
-                    *refused
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(format!("{:?}", status.code()))
-                        .or_default() += 1;
+                    refused.count(format!("{:?}", status.code()));
                 }
             }
         };
@@ -236,13 +232,7 @@ async fn both_paths(
         generator_lateness: Some(lateness),
         notes: turns_note(turns)
             .into_iter()
-            .chain(
-                refused
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .map(|(code, n)| format!("{n} calls through the gateway failed with {code}")),
-            )
+            .chain(refused.notes("calls through the gateway", |code| format!(" with {code}")))
             .collect(),
     })
 }
