@@ -6,132 +6,19 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use base64::Engine;
 use common::{
-    CLIENT_ID, STORE_KEY, TestSandbox, application, by_id,
-    checker::{StreamRecord, follow, is_terminal, with_retries},
+    STORE_KEY, TestSandbox, application, by_id,
+    checker::{StreamRecord, follow, is_terminal},
     next,
     postgres::TestDatabase,
     process::GatewayProcess,
+    replicas::{FAST_POLLS, LONG, decode_token, flow, read_on},
     sandbox::AUTH_CODES,
     status_of, valid_kyc, watch,
 };
 use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
-use onboarding_gateway::grpc::pb::{
-    self, ApplicationStatus as S, onboarding_client::OnboardingClient, watch_applications_response,
-};
+use onboarding_gateway::grpc::pb::{self, ApplicationStatus as S, watch_applications_response};
 use serde_json::json;
-use tonic::transport::Channel;
-
-const LONG: Duration = Duration::from_secs(90);
-const FAST_POLLS: [(&str, &str); 4] = [
-    ("POLL__IDV_INTERVAL", "300ms"),
-    ("POLL__REVIEW_INTERVAL", "300ms"),
-    ("POLL__MAX_INTERVAL", "1s"),
-    ("POLL__MAX_REQUESTS_PER_SECOND", "100"),
-];
-const _: &str = CLIENT_ID;
-
-async fn submit_to(
-    clients: &[OnboardingClient<Channel>],
-    reference: String,
-    session: String,
-) -> pb::Application {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    with_retries(LONG, |n| {
-        let mut client = clients[n % clients.len()].clone();
-        let request = pb::SubmitIdvSessionRequest {
-            external_reference: reference.clone(),
-            session_id: session.clone(),
-            provider_id: "ONDATO".into(),
-            request_id: request_id.clone(),
-        };
-        async move {
-            client
-                .submit_idv_session(request)
-                .await
-                .map(|r| r.into_inner().application.unwrap())
-        }
-    })
-    .await
-    .expect("the submit succeeds on some replica")
-}
-
-async fn initiate_on(clients: &[OnboardingClient<Channel>], id: &str, kyc: pb::PersonalKyc) {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    with_retries(LONG, |n| {
-        let mut client = clients[n % clients.len()].clone();
-        let request = pb::InitiateOnboardingRequest {
-            application_id: id.into(),
-            request_id: request_id.clone(),
-            kyc: Some(kyc.clone()),
-        };
-        async move { client.initiate_onboarding(request).await.map(drop) }
-    })
-    .await
-    .expect("the KYC submit succeeds on some replica");
-}
-
-async fn read_on(clients: &[OnboardingClient<Channel>], id: &str) -> pb::Application {
-    with_retries(LONG, |n| {
-        let mut client = clients[n % clients.len()].clone();
-        let id = id.to_owned();
-        async move { common::get(&mut client, &id).await }
-    })
-    .await
-    .expect("a replica answers")
-}
-
-/// A whole flow across replicas: submit, wait for the IDV approval, KYC, and the end.
-async fn flow(
-    clients: Vec<OnboardingClient<Channel>>,
-    n: usize,
-    follow_it: bool,
-) -> (String, Option<StreamRecord>) {
-    let app = submit_to(
-        &clients,
-        format!("cluster-{n}"),
-        format!("cluster-session-{n}"),
-    )
-    .await;
-    let id = app.application_id.clone();
-    let follower = follow_it.then(|| {
-        let (clients, id) = (clients.clone(), id.clone());
-        tokio::spawn(async move { follow(clients, &id, LONG).await })
-    });
-    let until = tokio::time::Instant::now() + LONG;
-    while status_of(&read_on(&clients, &id).await) != S::IdvApproved {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{id} was never approved"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    initiate_on(&clients, &id, valid_kyc()).await;
-    let record = match follower {
-        Some(follower) => Some(follower.await.unwrap()),
-        None => {
-            while !is_terminal(status_of(&read_on(&clients, &id).await)) {
-                assert!(tokio::time::Instant::now() < until, "{id} never ended");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            None
-        }
-    };
-    (id, record)
-}
-
-fn decode_token(token: &str) -> u64 {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .unwrap();
-    String::from_utf8(raw)
-        .unwrap()
-        .strip_prefix("w1.")
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_webhook_received_by_one_replica_reaches_watchers_on_the_others() {

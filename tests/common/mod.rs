@@ -9,6 +9,7 @@ pub mod identity;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod replicas;
 pub mod sandbox;
 pub mod stores;
 pub mod watching;
