@@ -426,3 +426,83 @@ async fn postgres_records_the_rest_of_a_round_one_delivery_spoils() {
         .unwrap();
     assert_eq!(rows.len(), 39);
 }
+
+/// PostgreSQL updates an application's row once per change: its new columns and its pointer to the new
+/// version in one statement. Two updates of a row per change are two row versions and, since the poll
+/// time moves with every change, two sets of index entries: database work on every notification.
+#[tokio::test]
+async fn postgres_updates_an_application_row_once_per_change() {
+    const CREATED: usize = 10;
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let schedule = schedule();
+    for n in 0..CREATED {
+        create(&store, &id(n), &format!("ref-{n}")).await;
+    }
+    // A change to each alone (rounds of one), then a change to each at once (rounds of several).
+    for n in 0..CREATED {
+        let applied = store
+            .apply(&id(n), &seen(Status::IdvApproved), Source::Other, &schedule)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(applied.changed);
+    }
+    let together = join_all((0..CREATED).map(|n| {
+        let schedule = &schedule;
+        let store = &store;
+        async move {
+            store
+                .apply(
+                    &id(n),
+                    &seen(Status::ApplicationCaptured),
+                    Source::Other,
+                    schedule,
+                )
+                .await
+        }
+    }))
+    .await;
+    assert!(
+        together
+            .iter()
+            .all(|a| a.as_ref().unwrap().as_ref().unwrap().changed)
+    );
+    // Each creation points its row at its first version: one update; each change: one more.
+    let expected = 3 * CREATED as i64;
+    store.close().await;
+    drop(store);
+
+    // The server counts a session's row updates when the session ends or idles (each query here is a
+    // transaction of its own, so each reads the counts afresh); wait for every count.
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let updates = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'applications'",
+        )
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let counted = updates().fetch_one(&mut connection).await.unwrap();
+        assert!(
+            counted <= expected,
+            "{counted} updates of application rows for {CREATED} creations and {} changes",
+            2 * CREATED
+        );
+        if counted == expected {
+            // Nothing more arrives late.
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            assert_eq!(
+                updates().fetch_one(&mut connection).await.unwrap(),
+                expected
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "only {counted} updates counted after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

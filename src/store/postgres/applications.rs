@@ -66,6 +66,7 @@ impl PostgresStore {
         session: &SecretString,
         schedule: &PollSchedule,
     ) -> Result<Applied, StoreError> {
+        let next_poll_at = next_poll(schedule, &app, 0, app.update_time);
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO applications (id, owner, external_reference, person_id, status, upstream_status, \
@@ -85,7 +86,7 @@ impl PostgresStore {
         .bind(&self.session_hash(session)[..])
         .bind(micros(app.create_time))
         .bind(micros(app.update_time))
-        .bind(next_poll(schedule, &app, 0, app.update_time))
+        .bind(next_poll_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -102,7 +103,14 @@ impl PostgresStore {
                 .await?
                 .ok_or_else(|| StoreError("application vanished".into()));
         }
-        let seq = group_commit::append_all(&mut tx, std::slice::from_ref(&app)).await?;
+        // The row as inserted, now pointing at its first version.
+        let written = group_commit::Written {
+            application: &app,
+            unchanged_polls: 0,
+            next_poll_at,
+        };
+        let seq =
+            group_commit::write_and_append(&mut tx, &[written], std::slice::from_ref(&app)).await?;
         tx.commit().await?;
         Ok(Applied {
             event: Event {

@@ -4,10 +4,10 @@
 //! replicas), and the lock is held until the commit's WAL flush. One transaction per piece of news would
 //! cap the whole cluster at one flush and one lock hand-over between database sessions per change: under
 //! a burst of notifications the appends queue on the lock and their latency grows with the queue. Here a
-//! replica applies whatever news is waiting in one transaction of four statements, however many items it
-//! holds: the rows are locked in id order (so two replicas' rounds cannot deadlock), the status machine
-//! runs in memory, every changed row is written by one `UPDATE` and every new version appended by one
-//! statement. Rounds run one at a time per replica; news arriving during a round waits for the next one,
+//! replica applies whatever news is waiting in one transaction, however many items it holds: one
+//! statement locks the rows in id order (so two replicas' rounds cannot deadlock), the status machine
+//! runs in memory, and one more statement writes every changed row (each once, with its pointer to its
+//! newest version) and appends every new version; then the commit. Rounds run one at a time per replica; news arriving during a round waits for the next one,
 //! so a lone change is applied at once and a burst is carried by a few rounds. The applier keeps a
 //! connection of its own, outside the pool: news never queues for a connection behind a crowd of reads
 //! and inbox writes.
@@ -164,8 +164,17 @@ async fn apply_round(
         }
     }
 
-    write_rows(&mut tx, &rows).await?;
-    let first = append_all(&mut tx, &appended).await?;
+    let written: Vec<Written> = rows
+        .values()
+        .filter_map(|r| {
+            r.write.map(|next_poll_at| Written {
+                application: &r.current,
+                unchanged_polls: r.unchanged_polls,
+                next_poll_at,
+            })
+        })
+        .collect();
+    let first = write_and_append(&mut tx, &written, &appended).await?;
     tx.commit().await?;
 
     Ok(outcomes
@@ -185,86 +194,45 @@ async fn apply_round(
         .collect())
 }
 
-/// Writes every row the round changed (its columns as left by the status machine, its poll schedule).
-async fn write_rows(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &HashMap<String, Locked>,
-) -> Result<(), StoreError> {
-    let written: Vec<(&Application, u32, Option<i64>)> = rows
-        .values()
-        .filter_map(|r| {
-            r.write
-                .map(|next_poll| (&r.current, r.unchanged_polls, next_poll))
-        })
-        .collect();
-    if written.is_empty() {
-        return Ok(());
-    }
-    let column = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
-        written.iter().map(|(app, _, _)| f(app)).collect()
-    };
-    sqlx::query(
-        "UPDATE applications AS a SET person_id = u.person_id, status = u.status, \
-         upstream_status = u.upstream_status, last_known_status = u.last_known_status, \
-         baas_client_id = u.baas_client_id, version = u.version, updated_at = u.updated_at, \
-         next_poll_at = u.next_poll_at, unchanged_polls = u.unchanged_polls \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) \
-         AS u(id, person_id, status, upstream_status, last_known_status, baas_client_id, version, \
-         updated_at, next_poll_at, unchanged_polls) \
-         WHERE a.id = u.id",
-    )
-    .bind(column(|a| Some(a.id.as_str().to_owned())))
-    .bind(column(|a| a.person_id.clone()))
-    .bind(column(|a| Some(a.status.as_str().to_owned())))
-    .bind(column(|a| Some(a.upstream_status.clone())))
-    .bind(column(|a| Some(a.last_known_status.as_str().to_owned())))
-    .bind(column(|a| a.baas_client_id.clone()))
-    .bind(
-        written
-            .iter()
-            .map(|(a, _, _)| a.version as i64)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        written
-            .iter()
-            .map(|(a, _, _)| micros(a.update_time))
-            .collect::<Vec<_>>(),
-    )
-    .bind(written.iter().map(|(_, _, at)| *at).collect::<Vec<_>>())
-    .bind(
-        written
-            .iter()
-            .map(|(_, unchanged, _)| i64::from(*unchanged))
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// An application row as a write leaves it: its columns, and its poll schedule.
+pub(super) struct Written<'a> {
+    pub application: &'a Application,
+    pub unchanged_polls: u32,
+    pub next_poll_at: Option<i64>,
 }
 
-/// Appends `versions` to the event log in this order, points each application at its newest one
-/// (`last_seq`) and notifies the other replicas; returns the sequence of the first (the rest follow it).
+/// Writes every row in `written`, appends `versions` to the event log in this order, points each row at
+/// its newest version (`last_seq`) and notifies the other replicas; returns the sequence of the first
+/// version (the rest follow it), or 0 when there is none. Every application in `versions` is in `written`.
 ///
-/// The counter's row lock is taken last and everything after it is this one statement, so the lock is
-/// held for the statement and the commit only — not for a round trip per step.
-pub(super) async fn append_all(
+/// One statement: each row is updated once, with its pointer (two updates of a row are two tuples and,
+/// when the poll time changes, two sets of index entries), and the counter's row lock is taken inside the
+/// statement that ends the transaction's work, so it is held for the statement and the commit only — not
+/// for a round trip per step. The rows themselves were locked before (`BY_IDS_FOR_UPDATE`) or inserted by
+/// this transaction, so the statement waits for no other lock once it holds the counter.
+pub(super) async fn write_and_append(
     tx: &mut Transaction<'_, Postgres>,
+    written: &[Written<'_>],
     versions: &[Application],
 ) -> Result<u64, StoreError> {
-    if versions.is_empty() {
+    if written.is_empty() && versions.is_empty() {
         return Ok(0);
     }
     let text = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
         versions.iter().map(f).collect()
     };
     let integer = |f: fn(&Application) -> i64| -> Vec<i64> { versions.iter().map(f).collect() };
-    // Data-modifying CTEs all run, referenced or not; `pg_notify` (in the final query, so that it runs
-    // once per appended row) delivers to listeners when, and only if, the transaction commits.
-    let (last, _notified): (i64, i64) = sqlx::query_as(
+    let row_text = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
+        written.iter().map(|w| f(w.application)).collect()
+    };
+    let row_integer =
+        |f: fn(&Written) -> Option<i64>| -> Vec<Option<i64>> { written.iter().map(f).collect() };
+    // Data-modifying CTEs all run, referenced or not; with no version to append, `next` updates nothing
+    // (the counter is not locked) and nothing is appended. `pg_notify` (in the final query, so that it
+    // runs once per appended row) delivers to listeners when, and only if, the transaction commits.
+    let (last, _notified): (Option<i64>, i64) = sqlx::query_as(
         "WITH next AS ( \
-             UPDATE log_sequence SET value = value + $1 WHERE id = 1 RETURNING value \
+             UPDATE log_sequence SET value = value + $1 WHERE id = 1 AND $1 > 0 RETURNING value \
          ), appended AS ( \
              INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
              status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
@@ -276,10 +244,19 @@ pub(super) async fn append_all(
              AS u(application_id, version, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, created_at, recorded_at, n) \
              RETURNING seq, application_id \
-         ), pointed AS ( \
-             UPDATE applications AS a SET last_seq = newest.seq \
-             FROM (SELECT application_id, max(seq) AS seq FROM appended GROUP BY application_id) AS newest \
-             WHERE a.id = newest.application_id \
+         ), written AS ( \
+             UPDATE applications AS a SET person_id = w.person_id, status = w.status, \
+             upstream_status = w.upstream_status, last_known_status = w.last_known_status, \
+             baas_client_id = w.baas_client_id, version = w.version, updated_at = w.updated_at, \
+             next_poll_at = w.next_poll_at, unchanged_polls = w.unchanged_polls, \
+             last_seq = coalesce(newest.seq, a.last_seq) \
+             FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+             $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[]) \
+             AS w(id, person_id, status, upstream_status, last_known_status, baas_client_id, version, \
+             updated_at, next_poll_at, unchanged_polls) \
+             LEFT JOIN (SELECT application_id, max(seq) AS seq FROM appended GROUP BY application_id) \
+             AS newest ON newest.application_id = w.id \
+             WHERE a.id = w.id \
          ) \
          SELECT (SELECT value FROM next), \
          (SELECT count(pg_notify($13, seq::text || ':' || application_id)) FROM appended)",
@@ -297,7 +274,17 @@ pub(super) async fn append_all(
     .bind(integer(|a| micros(a.create_time)))
     .bind(integer(|a| micros(a.update_time)))
     .bind(CHANNEL)
+    .bind(row_text(|a| Some(a.id.as_str().to_owned())))
+    .bind(row_text(|a| a.person_id.clone()))
+    .bind(row_text(|a| Some(a.status.as_str().to_owned())))
+    .bind(row_text(|a| Some(a.upstream_status.clone())))
+    .bind(row_text(|a| Some(a.last_known_status.as_str().to_owned())))
+    .bind(row_text(|a| a.baas_client_id.clone()))
+    .bind(row_integer(|w| Some(w.application.version as i64)))
+    .bind(row_integer(|w| Some(micros(w.application.update_time))))
+    .bind(row_integer(|w| w.next_poll_at))
+    .bind(row_integer(|w| Some(i64::from(w.unchanged_polls))))
     .fetch_one(&mut **tx)
     .await?;
-    Ok((last - versions.len() as i64 + 1) as u64)
+    Ok(last.map_or(0, |last| (last - versions.len() as i64 + 1) as u64))
 }
