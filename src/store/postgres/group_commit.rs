@@ -7,10 +7,10 @@
 //! replica applies whatever news is waiting in one transaction, however many items it holds: one
 //! statement locks the rows in id order (so two replicas' rounds cannot deadlock), the status machine
 //! runs in memory, and one more statement writes every changed row (each once, with its pointer to its
-//! newest version) and appends every new version; then the commit. Rounds run one at a time per replica; news arriving during a round waits for the next one,
-//! so a lone change is applied at once and a burst is carried by a few rounds. The applier keeps a
-//! connection of its own, outside the pool: news never queues for a connection behind a crowd of reads
-//! and inbox writes.
+//! newest version) and appends every new version; then the commit. Rounds run one at a time per
+//! replica; news arriving during a round waits for the next one, so a lone change is applied at once
+//! and a burst is carried by a few rounds. The applier keeps a connection of its own, outside the pool:
+//! news never queues for a connection behind a crowd of reads and inbox writes.
 
 use std::{collections::HashMap, time::Duration};
 
