@@ -57,6 +57,10 @@ struct Args {
     gateway_cpu: usize,
     #[arg(long, default_value_t = 0)]
     driver_cpu: usize,
+    /// The CPU the sandbox is pinned to (default: the driver's). `--sandbox-cpu 1` puts it beside the
+    /// gateway, so that the generator reaches its server across the CPUs on both unary paths.
+    #[arg(long)]
+    sandbox_cpu: Option<usize>,
     /// Where the release binaries are (default: beside this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         opens_in_flight: args.opens_in_flight.max(1),
         gateway_cpu: args.gateway_cpu,
         driver_cpu: args.driver_cpu,
+        sandbox_cpu: args.sandbox_cpu.unwrap_or(args.driver_cpu),
         postgres: args.postgres.clone(),
         postgres_pinned: !args.postgres_unpinned,
     };

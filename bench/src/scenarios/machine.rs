@@ -41,10 +41,17 @@ impl Machine {
         let pinned = procs::pin_self(plan.driver_cpu);
         let pinning = if pinned {
             // A local PostgreSQL server's placement is recorded with each scenario that uses it.
-            format!(
-                "gateway on CPU {}; sandbox and load generator on CPU {}",
-                plan.gateway_cpu, plan.driver_cpu
-            )
+            if plan.sandbox_cpu == plan.driver_cpu {
+                format!(
+                    "gateway on CPU {}; sandbox and load generator on CPU {}",
+                    plan.gateway_cpu, plan.driver_cpu
+                )
+            } else {
+                format!(
+                    "gateway on CPU {}; sandbox on CPU {}; load generator on CPU {}",
+                    plan.gateway_cpu, plan.sandbox_cpu, plan.driver_cpu
+                )
+            }
         } else {
             "not pinned (taskset unavailable)".to_owned()
         };

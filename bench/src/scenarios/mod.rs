@@ -44,6 +44,7 @@ pub struct Plan {
     pub opens_in_flight: usize,
     pub gateway_cpu: usize,
     pub driver_cpu: usize,
+    pub sandbox_cpu: usize,
     pub postgres: String,
     /// Whether a local PostgreSQL server is held on the driver CPU while a measuring scenario runs.
     pub postgres_pinned: bool,
@@ -198,7 +199,7 @@ impl Env {
             other => return Err(format!("unknown store {other}")),
         };
         let (sandbox, sandbox_url) =
-            procs::start_sandbox(&plan.binaries.sandbox, Some(plan.driver_cpu), dir.path());
+            procs::start_sandbox(&plan.binaries.sandbox, Some(plan.sandbox_cpu), dir.path());
         let (gateway, addrs) = procs::start_gateway(
             &plan.binaries.gateway,
             Some(plan.gateway_cpu),
