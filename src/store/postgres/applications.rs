@@ -23,7 +23,7 @@ macro_rules! select_applications {
 }
 
 pub(super) const BY_ID: &str = select_applications!("WHERE id = $1");
-const BY_IDS: &str = select_applications!("WHERE id = ANY($1)");
+pub(super) const BY_IDS: &str = select_applications!("WHERE id = ANY($1)");
 /// Sorted before they are locked, so that concurrent rounds take shared rows in the same order.
 pub(super) const BY_IDS_FOR_UPDATE: &str =
     select_applications!("WHERE id = ANY($1) ORDER BY id FOR UPDATE");
@@ -110,7 +110,9 @@ impl PostgresStore {
             next_poll_at,
         };
         let seq =
-            group_commit::write_and_append(&mut tx, &[written], std::slice::from_ref(&app)).await?;
+            group_commit::write_and_append(&mut tx, &[written], std::slice::from_ref(&app), None)
+                .await?
+                .unwrap_or_default();
         tx.commit().await?;
         Ok(Applied {
             event: Event {

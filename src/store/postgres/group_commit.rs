@@ -4,22 +4,24 @@
 //! replicas), and the lock is held until the commit's WAL flush. One transaction per piece of news would
 //! cap the whole cluster at one flush and one lock hand-over between database sessions per change: under
 //! a burst of notifications the appends queue on the lock and their latency grows with the queue. Here a
-//! replica applies whatever news is waiting in one transaction, however many items it holds: one
-//! statement locks the rows in id order (so two replicas' rounds cannot deadlock), the status machine
-//! runs in memory, and one more statement writes every changed row (each once, with its pointer to its
-//! newest version) and appends every new version; then the commit. Rounds run one at a time per
-//! replica; news arriving during a round waits for the next one, so a lone change is applied at once
-//! and a burst is carried by a few rounds. The applier keeps a connection of its own, outside the pool:
-//! news never queues for a connection behind a crowd of reads and inbox writes.
+//! replica applies whatever news is waiting in one round, however many items it holds: one statement
+//! reads the rows, the status machine runs in memory, and one more statement — a transaction of its own —
+//! locks the rows it writes in id order (so two replicas' rounds cannot deadlock), checks that none has
+//! moved since the read, writes every changed row (each once, with its pointer to its newest version)
+//! and appends every new version. Should a row have moved, the round runs again under locks taken first
+//! (`BEGIN`, a locking read, the write, `COMMIT`). Rounds run one at a time per replica; news arriving
+//! during a round waits for the next one, so a lone change is applied at once and a burst is carried by
+//! a few rounds. The applier keeps a connection of its own, outside the pool: news never queues for a
+//! connection behind a crowd of reads and inbox writes.
 
 use std::{collections::HashMap, time::Duration};
 
-use sqlx::{Connection, PgConnection, Postgres, Row, Transaction, postgres::PgConnectOptions};
+use sqlx::{Connection, PgConnection, Row, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     CHANNEL,
-    applications::{BY_IDS_FOR_UPDATE, next_poll},
+    applications::{BY_IDS, BY_IDS_FOR_UPDATE, next_poll},
 };
 use crate::{
     domain::{Application, ApplicationId, Observation, poll::PollSchedule},
@@ -91,7 +93,10 @@ enum Seq {
 }
 
 /// One application as this round leaves it.
-struct Locked {
+struct RoundRow {
+    /// Its version and count of fruitless polls as read: a write is made only while they still hold.
+    read_version: u64,
+    read_unchanged_polls: u32,
     current: Application,
     seq: Seq,
     unchanged_polls: u32,
@@ -99,7 +104,14 @@ struct Locked {
     write: Option<Option<i64>>,
 }
 
-/// Applies `round` in one transaction; the outcomes are in the order of `round`.
+/// Applies `round`; the outcomes are in the order of `round`.
+///
+/// First optimistically: the rows are read without locks, the status machine runs, and one statement —
+/// a transaction of its own — locks the rows it writes, checks that none has moved since the read, and
+/// only then appends and writes (`write_and_append` with `unmoved`). Two round trips instead of four
+/// (`BEGIN`, the locking read, the write, `COMMIT`): at a thousand changes a second each round trip is a
+/// statement the database runs, on its busiest core. When a row did move in between (another replica's
+/// round, an erasure), nothing was written and the round runs again under locks, which cannot miss.
 async fn apply_round(
     connection: &mut PgConnection,
     round: &[Pending],
@@ -108,90 +120,148 @@ async fn apply_round(
     ids.sort_unstable();
     ids.dedup();
 
-    let mut tx = connection.begin().await?;
+    let read = read_rows(&mut *connection, BY_IDS, &ids).await?;
+    let merged = Merged::of(read, round);
+    let unmoved: Vec<Unmoved> = merged
+        .rows
+        .iter()
+        .filter(|(_, r)| r.write.is_some())
+        .map(|(id, r)| Unmoved {
+            id: id.as_str(),
+            version: r.read_version,
+            unchanged_polls: r.read_unchanged_polls,
+        })
+        .collect();
+    if let Some(first) = write_and_append(
+        &mut *connection,
+        &merged.written(),
+        &merged.appended,
+        Some(&unmoved),
+    )
+    .await?
+    {
+        return Ok(merged.outcomes(first));
+    }
+
     // Locked in id order (the query sorts before it locks): rounds of different replicas take shared
     // rows in the same order, and serialise news about one application across replicas.
-    let mut rows: HashMap<String, Locked> = HashMap::with_capacity(ids.len());
-    for row in sqlx::query(BY_IDS_FOR_UPDATE)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
+    let mut tx = connection.begin().await?;
+    let locked = read_rows(&mut tx, BY_IDS_FOR_UPDATE, &ids).await?;
+    let merged = Merged::of(locked, round);
+    let first = write_and_append(&mut tx, &merged.written(), &merged.appended, None)
         .await?
-    {
+        .unwrap_or_default();
+    tx.commit().await?;
+    Ok(merged.outcomes(first))
+}
+
+/// The current rows of `ids`, by id, read with `query` (`BY_IDS` or `BY_IDS_FOR_UPDATE`).
+async fn read_rows(
+    connection: &mut PgConnection,
+    query: &'static str,
+    ids: &[&str],
+) -> Result<HashMap<String, RoundRow>, StoreError> {
+    let mut rows = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(query).bind(ids).fetch_all(connection).await? {
         let current = event(&row)?;
         let unchanged: i64 = row.try_get("unchanged_polls")?;
+        let unchanged_polls = u32::try_from(unchanged).unwrap_or(u32::MAX);
         rows.insert(
             current.application.id.as_str().to_owned(),
-            Locked {
+            RoundRow {
+                read_version: current.application.version,
+                read_unchanged_polls: unchanged_polls,
                 current: current.application,
                 seq: Seq::Stored(current.seq),
-                unchanged_polls: u32::try_from(unchanged).unwrap_or(u32::MAX),
+                unchanged_polls,
                 write: None,
             },
         );
     }
+    Ok(rows)
+}
 
-    // The status machine, item by item: news about one application in the same round builds on what
-    // the earlier items made of it.
-    let now = crate::domain::now();
-    let mut appended: Vec<Application> = Vec::new();
-    let mut outcomes: Vec<Option<(Application, Seq, bool)>> = Vec::with_capacity(round.len());
-    for pending in round {
-        let Some(row) = rows.get_mut(pending.id.as_str()) else {
-            outcomes.push(None);
-            continue;
-        };
-        match row.current.apply(&pending.seen, now) {
-            Some(next) => {
-                row.unchanged_polls = 0;
-                row.write = Some(next_poll(&pending.schedule, &next, 0, now));
-                row.seq = Seq::Appended(appended.len());
-                appended.push(next.clone());
-                row.current = next;
-                outcomes.push(Some((row.current.clone(), row.seq, true)));
-            }
-            None => {
-                if pending.source == Source::Poll {
-                    row.unchanged_polls = row.unchanged_polls.saturating_add(1);
-                    row.write = Some(next_poll(
-                        &pending.schedule,
-                        &row.current,
-                        row.unchanged_polls,
-                        now,
-                    ));
+/// A round's news applied in memory to the rows as read.
+struct Merged {
+    rows: HashMap<String, RoundRow>,
+    /// The new versions, in the order they are appended.
+    appended: Vec<Application>,
+    outcomes: Vec<Option<(Application, Seq, bool)>>,
+}
+
+impl Merged {
+    /// The status machine, item by item: news about one application in the same round builds on what
+    /// the earlier items made of it.
+    fn of(mut rows: HashMap<String, RoundRow>, round: &[Pending]) -> Merged {
+        let now = crate::domain::now();
+        let mut appended: Vec<Application> = Vec::new();
+        let mut outcomes = Vec::with_capacity(round.len());
+        for pending in round {
+            let Some(row) = rows.get_mut(pending.id.as_str()) else {
+                outcomes.push(None);
+                continue;
+            };
+            match row.current.apply(&pending.seen, now) {
+                Some(next) => {
+                    row.unchanged_polls = 0;
+                    row.write = Some(next_poll(&pending.schedule, &next, 0, now));
+                    row.seq = Seq::Appended(appended.len());
+                    appended.push(next.clone());
+                    row.current = next;
+                    outcomes.push(Some((row.current.clone(), row.seq, true)));
                 }
-                outcomes.push(Some((row.current.clone(), row.seq, false)));
+                None => {
+                    if pending.source == Source::Poll {
+                        row.unchanged_polls = row.unchanged_polls.saturating_add(1);
+                        row.write = Some(next_poll(
+                            &pending.schedule,
+                            &row.current,
+                            row.unchanged_polls,
+                            now,
+                        ));
+                    }
+                    outcomes.push(Some((row.current.clone(), row.seq, false)));
+                }
             }
+        }
+        Merged {
+            rows,
+            appended,
+            outcomes,
         }
     }
 
-    let written: Vec<Written> = rows
-        .values()
-        .filter_map(|r| {
-            r.write.map(|next_poll_at| Written {
-                application: &r.current,
-                unchanged_polls: r.unchanged_polls,
-                next_poll_at,
+    fn written(&self) -> Vec<Written<'_>> {
+        self.rows
+            .values()
+            .filter_map(|r| {
+                r.write.map(|next_poll_at| Written {
+                    application: &r.current,
+                    unchanged_polls: r.unchanged_polls,
+                    next_poll_at,
+                })
             })
-        })
-        .collect();
-    let first = write_and_append(&mut tx, &written, &appended).await?;
-    tx.commit().await?;
+            .collect()
+    }
 
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| {
-            outcome.map(|(application, seq, changed)| Applied {
-                event: Event {
-                    seq: match seq {
-                        Seq::Stored(seq) => seq,
-                        Seq::Appended(n) => first + n as u64,
+    /// The outcomes, once the new versions are appended from sequence `first` on.
+    fn outcomes(self, first: u64) -> Vec<Option<Applied>> {
+        self.outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.map(|(application, seq, changed)| Applied {
+                    event: Event {
+                        seq: match seq {
+                            Seq::Stored(seq) => seq,
+                            Seq::Appended(n) => first + n as u64,
+                        },
+                        application,
                     },
-                    application,
-                },
-                changed,
+                    changed,
+                })
             })
-        })
-        .collect())
+            .collect()
+    }
 }
 
 /// An application row as a write leaves it: its columns, and its poll schedule.
@@ -201,22 +271,98 @@ pub(super) struct Written<'a> {
     pub next_poll_at: Option<i64>,
 }
 
+/// What a row must still hold for an optimistic round's write to be made: what the round read.
+pub(super) struct Unmoved<'a> {
+    pub id: &'a str,
+    pub version: u64,
+    pub unchanged_polls: u32,
+}
+
+/// The statement of `write_and_append`, given its guard: `$ctes` (more common table expressions, ending
+/// in a comma), `$only_if` (a condition on both writes) and `$made` (whether the writes were made).
+macro_rules! write_and_append_sql {
+    ($ctes:literal, $only_if:literal, $made:literal) => {
+        concat!(
+            "WITH ",
+            $ctes,
+            " next AS ( \
+                 UPDATE log_sequence SET value = value + $1 WHERE id = 1 AND $1 > 0",
+            $only_if,
+            " RETURNING value \
+             ), appended AS ( \
+                 INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
+                 status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
+                 SELECT next.value - $1 + u.n, u.application_id, u.version, u.owner, u.external_reference, \
+                 u.person_id, u.status, u.upstream_status, u.last_known_status, u.baas_client_id, \
+                 u.created_at, u.recorded_at \
+                 FROM next, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) WITH ORDINALITY \
+                 AS u(application_id, version, owner, external_reference, person_id, status, upstream_status, \
+                 last_known_status, baas_client_id, created_at, recorded_at, n) \
+                 RETURNING seq, application_id \
+             ), written AS ( \
+                 UPDATE applications AS a SET person_id = w.person_id, status = w.status, \
+                 upstream_status = w.upstream_status, last_known_status = w.last_known_status, \
+                 baas_client_id = w.baas_client_id, version = w.version, updated_at = w.updated_at, \
+                 next_poll_at = w.next_poll_at, unchanged_polls = w.unchanged_polls, \
+                 last_seq = coalesce(newest.seq, a.last_seq) \
+                 FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+                 $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[]) \
+                 AS w(id, person_id, status, upstream_status, last_known_status, baas_client_id, version, \
+                 updated_at, next_poll_at, unchanged_polls) \
+                 LEFT JOIN (SELECT application_id, max(seq) AS seq FROM appended GROUP BY application_id) \
+                 AS newest ON newest.application_id = w.id \
+                 WHERE a.id = w.id",
+            $only_if,
+            " ) SELECT ",
+            $made,
+            ", (SELECT value FROM next), \
+             (SELECT count(pg_notify($13, seq::text || ':' || application_id)) FROM appended)"
+        )
+    };
+}
+
+/// For rows locked before, or inserted by the same transaction.
+const WRITE_AND_APPEND: &str = write_and_append_sql!("", "", "true");
+/// For rows read without locks: the rows to write are locked here, in id order (as `BY_IDS_FOR_UPDATE`
+/// locks them, so rounds cannot deadlock), before the counter; the writes are made only when every one
+/// still holds what was read. A non-modifying `WITH` query runs when first referenced, and both writes
+/// reference `unmoved`, so the rows are locked and checked before either writes.
+const WRITE_AND_APPEND_UNMOVED: &str = write_and_append_sql!(
+    "expected AS ( \
+         SELECT * FROM unnest($24::text[], $25::bigint[], $26::bigint[]) \
+         AS e(id, version, unchanged_polls) \
+     ), locked AS ( \
+         SELECT id, version, unchanged_polls FROM applications WHERE id = ANY($24::text[]) \
+         ORDER BY id FOR UPDATE \
+     ), unmoved AS ( \
+         SELECT count(*) = cardinality($24::text[]) AS holds FROM locked JOIN expected USING (id) \
+         WHERE locked.version = expected.version AND locked.unchanged_polls = expected.unchanged_polls \
+     ),",
+    " AND (SELECT holds FROM unmoved)",
+    "(SELECT holds FROM unmoved)"
+);
+
 /// Writes every row in `written`, appends `versions` to the event log in this order, points each row at
 /// its newest version (`last_seq`) and notifies the other replicas; returns the sequence of the first
 /// version (the rest follow it), or 0 when there is none. Every application in `versions` is in `written`.
+/// With `unmoved`, nothing is written unless every row named there still holds what it says, and `None`
+/// comes back when one does not.
 ///
 /// One statement: each row is updated once, with its pointer (two updates of a row are two tuples and,
 /// when the poll time changes, two sets of index entries), and the counter's row lock is taken inside the
 /// statement that ends the transaction's work, so it is held for the statement and the commit only — not
-/// for a round trip per step. The rows themselves were locked before (`BY_IDS_FOR_UPDATE`) or inserted by
-/// this transaction, so the statement waits for no other lock once it holds the counter.
+/// for a round trip per step. The rows themselves are locked before the counter (`BY_IDS_FOR_UPDATE`,
+/// `unmoved`'s lock, or inserted by this transaction), so the statement waits for no other lock once it
+/// holds the counter.
 pub(super) async fn write_and_append(
-    tx: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     written: &[Written<'_>],
     versions: &[Application],
-) -> Result<u64, StoreError> {
+    unmoved: Option<&[Unmoved<'_>]>,
+) -> Result<Option<u64>, StoreError> {
     if written.is_empty() && versions.is_empty() {
-        return Ok(0);
+        return Ok(Some(0));
     }
     let text = |f: fn(&Application) -> Option<String>| -> Vec<Option<String>> {
         versions.iter().map(f).collect()
@@ -230,37 +376,11 @@ pub(super) async fn write_and_append(
     // Data-modifying CTEs all run, referenced or not; with no version to append, `next` updates nothing
     // (the counter is not locked) and nothing is appended. `pg_notify` (in the final query, so that it
     // runs once per appended row) delivers to listeners when, and only if, the transaction commits.
-    let (last, _notified): (Option<i64>, i64) = sqlx::query_as(
-        "WITH next AS ( \
-             UPDATE log_sequence SET value = value + $1 WHERE id = 1 AND $1 > 0 RETURNING value \
-         ), appended AS ( \
-             INSERT INTO events (seq, application_id, version, owner, external_reference, person_id, \
-             status, upstream_status, last_known_status, baas_client_id, created_at, recorded_at) \
-             SELECT next.value - $1 + u.n, u.application_id, u.version, u.owner, u.external_reference, \
-             u.person_id, u.status, u.upstream_status, u.last_known_status, u.baas_client_id, \
-             u.created_at, u.recorded_at \
-             FROM next, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) WITH ORDINALITY \
-             AS u(application_id, version, owner, external_reference, person_id, status, upstream_status, \
-             last_known_status, baas_client_id, created_at, recorded_at, n) \
-             RETURNING seq, application_id \
-         ), written AS ( \
-             UPDATE applications AS a SET person_id = w.person_id, status = w.status, \
-             upstream_status = w.upstream_status, last_known_status = w.last_known_status, \
-             baas_client_id = w.baas_client_id, version = w.version, updated_at = w.updated_at, \
-             next_poll_at = w.next_poll_at, unchanged_polls = w.unchanged_polls, \
-             last_seq = coalesce(newest.seq, a.last_seq) \
-             FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
-             $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[]) \
-             AS w(id, person_id, status, upstream_status, last_known_status, baas_client_id, version, \
-             updated_at, next_poll_at, unchanged_polls) \
-             LEFT JOIN (SELECT application_id, max(seq) AS seq FROM appended GROUP BY application_id) \
-             AS newest ON newest.application_id = w.id \
-             WHERE a.id = w.id \
-         ) \
-         SELECT (SELECT value FROM next), \
-         (SELECT count(pg_notify($13, seq::text || ':' || application_id)) FROM appended)",
-    )
+    let query = sqlx::query_as(if unmoved.is_some() {
+        WRITE_AND_APPEND_UNMOVED
+    } else {
+        WRITE_AND_APPEND
+    })
     .bind(versions.len() as i64)
     .bind(text(|a| Some(a.id.as_str().to_owned())))
     .bind(integer(|a| a.version as i64))
@@ -283,8 +403,19 @@ pub(super) async fn write_and_append(
     .bind(row_integer(|w| Some(w.application.version as i64)))
     .bind(row_integer(|w| Some(micros(w.application.update_time))))
     .bind(row_integer(|w| w.next_poll_at))
-    .bind(row_integer(|w| Some(i64::from(w.unchanged_polls))))
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(last.map_or(0, |last| (last - versions.len() as i64 + 1) as u64))
+    .bind(row_integer(|w| Some(i64::from(w.unchanged_polls))));
+    let query = match unmoved {
+        Some(unmoved) => query
+            .bind(unmoved.iter().map(|u| u.id).collect::<Vec<_>>())
+            .bind(unmoved.iter().map(|u| u.version as i64).collect::<Vec<_>>())
+            .bind(
+                unmoved
+                    .iter()
+                    .map(|u| i64::from(u.unchanged_polls))
+                    .collect::<Vec<_>>(),
+            ),
+        None => query,
+    };
+    let (made, last, _notified): (bool, Option<i64>, i64) = query.fetch_one(connection).await?;
+    Ok(made.then(|| last.map_or(0, |last| (last - versions.len() as i64 + 1) as u64)))
 }
