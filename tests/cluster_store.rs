@@ -1,6 +1,7 @@
 //! The shared PostgreSQL store under concurrent writers, used directly (no gateway process): the event
-//! log's sequence is commit order, and news waiting for the log counter commits together. Real
-//! PostgreSQL; each test makes its own database and drops it. Replicas as processes: `cluster.rs`.
+//! log's sequence is commit order, news waiting for the log counter commits together, and two replicas'
+//! rounds racing for the same rows lose no version. Real PostgreSQL; each test makes its own database and
+//! drops it. Replicas as processes: `cluster.rs`.
 
 mod common;
 
@@ -231,4 +232,83 @@ async fn pending_news_waits_for_the_log_counter_in_one_transaction_and_then_comm
         }
     }
     store.close().await;
+}
+
+/// Two replicas apply news about the same applications at once, each through its own applier. A round
+/// reads its rows without locks and writes only rows still as it read them; a round that lost the race to
+/// the other replica runs again under locks. Whoever wins, each application ends where its news leads,
+/// its versions one apart with none lost or repeated, each once in the log, in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_applying_news_about_the_same_applications_lose_no_version() {
+    let (database, first, schedule) = store_of_its_own().await;
+    let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
+    let options = PostgresOptions {
+        max_connections: 16,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let second = Arc::new(
+        PostgresStore::connect(&database.url, key, &options)
+            .await
+            .unwrap(),
+    );
+    const APPLICATIONS: usize = 20;
+    const NEWS: [Status; 4] = [
+        Status::IdvApproved,
+        Status::ApplicationCaptured,
+        Status::ComplianceReview,
+        Status::AccountIssued,
+    ];
+    let id = |n: usize| ApplicationId::parse(&format!("race-{n}")).unwrap();
+    for n in 0..APPLICATIONS {
+        create(&first, &schedule, &id(n), &format!("ref-{n}")).await;
+    }
+
+    // Every status of every application told to both replicas, all at once.
+    let applying: Vec<_> = (0..APPLICATIONS)
+        .flat_map(|n| NEWS.iter().map(move |status| (n, *status)))
+        .flat_map(|news| [(news, first.clone()), (news, second.clone())])
+        .map(|((n, status), store)| {
+            let (id, schedule) = (id(n), schedule.clone());
+            tokio::spawn(async move {
+                store
+                    .apply(&id, &seen(status), Source::Other, &schedule)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut changes = 0;
+    for task in applying {
+        changes += usize::from(task.await.unwrap().changed);
+    }
+
+    let events = first.all_events_after(0, 10_000).await.unwrap();
+    assert_eq!(
+        events.len(),
+        APPLICATIONS + changes,
+        "each creation and each change, once"
+    );
+    for (n, event) in events.iter().enumerate() {
+        assert_eq!(event.seq, n as u64 + 1, "sequences follow on");
+    }
+    for n in 0..APPLICATIONS {
+        let current = second.current(&id(n)).await.unwrap().unwrap();
+        assert_eq!(
+            current.application.status,
+            Status::AccountIssued,
+            "race-{n} ends where its news leads"
+        );
+        let versions = first.events_after(&id(n), 0, 100).await.unwrap();
+        for (v, version) in versions.iter().enumerate() {
+            assert_eq!(version.application.version, v as u64 + 1, "race-{n}");
+        }
+        assert_eq!(
+            versions.last().unwrap(),
+            &current,
+            "race-{n} points at its newest version"
+        );
+    }
+    first.close().await;
+    second.close().await;
 }
