@@ -164,7 +164,7 @@ async fn pending_news_waits_for_the_log_counter_in_one_transaction_and_then_comm
     let waiting_for_locks = || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'onboarding-gateway' AND wait_event_type = 'Lock'",
+             AND application_name = 'onboarding-gateway applier' AND wait_event_type = 'Lock'",
         )
         .fetch_one(&mut sqlx::PgConnection::connect(&database.url).await.unwrap())
         .await

@@ -535,7 +535,7 @@ async fn postgres_news_builds_on_a_change_made_while_its_round_ran() {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'onboarding-gateway' AND wait_event_type = 'Lock'",
+             AND application_name = 'onboarding-gateway applier' AND wait_event_type = 'Lock'",
         )
         .fetch_one(&mut watcher)
         .await
@@ -568,5 +568,33 @@ async fn postgres_news_builds_on_a_change_made_while_its_round_ran() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].application.version, 3);
     assert_eq!(stored[0].seq, applied.event.seq);
+    store.close().await;
+}
+
+/// A PostgreSQL store's applier has its session before the first news arrives: setting one up (a server
+/// process, TLS) takes longer than a round, and the first notifications after a start would otherwise
+/// queue behind it.
+#[tokio::test]
+async fn postgres_applier_is_connected_before_the_first_news() {
+    use sqlx::Connection;
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let mut watcher = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'onboarding-gateway applier'",
+    )
+    .fetch_one(&mut watcher)
+    .await
+    .unwrap()
+        != 1
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "no applier session before any news"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     store.close().await;
 }

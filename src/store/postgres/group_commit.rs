@@ -11,8 +11,9 @@
 //! and appends every new version. Should a row have moved, the round runs again under locks taken first
 //! (`BEGIN`, a locking read, the write, `COMMIT`). Rounds run one at a time per replica; news arriving
 //! during a round waits for the next one, so a lone change is applied at once and a burst is carried by
-//! a few rounds. The applier keeps a connection of its own, outside the pool: news never queues for a
-//! connection behind a crowd of reads and inbox writes.
+//! a few rounds. The applier keeps a connection of its own, outside the pool, opened at start and
+//! planning each statement once (`PostgresStore::connect`): news never queues for a connection behind a
+//! crowd of reads and inbox writes, nor for a session being set up.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -52,7 +53,13 @@ pub(super) fn start(connect: PgConnectOptions, within: Duration) -> mpsc::Sender
 
 async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Receiver<Pending>) {
     let mut round = Vec::with_capacity(ROUND);
-    let mut connection: Option<PgConnection> = None;
+    // Connected before the first news arrives: setting a session up (a server process, TLS) takes longer
+    // than a round, and the first notifications after a start would queue behind it. Should it fail here,
+    // the first round connects (and reports a failure to its callers).
+    let mut connection = tokio::time::timeout(within, PgConnection::connect_with(&connect))
+        .await
+        .ok()
+        .and_then(Result::ok);
     while queue.recv_many(&mut round, ROUND).await > 0 {
         let result = match connection.as_mut() {
             Some(connection) => apply_round(connection, &round).await,

@@ -60,7 +60,15 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        let applier = group_commit::start(connect, options.acquire_timeout);
+        // Named apart, so that an operator (and a test) can tell the applier's session in
+        // `pg_stat_activity`; and its statements planned once: each looks rows up by id whatever its
+        // parameters, and a plan made again at every run costs more than the run (BENCHMARKS.md §16).
+        let applier = group_commit::start(
+            connect
+                .application_name("onboarding-gateway applier")
+                .options([("plan_cache_mode", "force_generic_plan")]),
+            options.acquire_timeout,
+        );
         let recorder = recorder::start(pool.clone());
         Ok(PostgresStore {
             pool,
