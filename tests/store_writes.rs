@@ -571,9 +571,9 @@ async fn postgres_news_builds_on_a_change_made_while_its_round_ran() {
     store.close().await;
 }
 
-/// A PostgreSQL store's applier has its session before the first news arrives: setting one up (a server
-/// process, TLS) takes longer than a round, and the first notifications after a start would otherwise
-/// queue behind it.
+/// A PostgreSQL store's applier has its session before the first news arrives (setting one up, a server
+/// process and TLS, takes longer than a round, and the first notifications after a start would otherwise
+/// queue behind it), and has set it to plan each statement once.
 #[tokio::test]
 async fn postgres_applier_is_connected_before_the_first_news() {
     use sqlx::Connection;
@@ -583,7 +583,8 @@ async fn postgres_applier_is_connected_before_the_first_news() {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = 'onboarding-gateway applier'",
+         AND application_name = 'onboarding-gateway applier' \
+         AND query = 'SET plan_cache_mode = force_generic_plan'",
     )
     .fetch_one(&mut watcher)
     .await
@@ -592,7 +593,7 @@ async fn postgres_applier_is_connected_before_the_first_news() {
     {
         assert!(
             std::time::Instant::now() < until,
-            "no applier session before any news"
+            "no applier session set to plan each statement once before any news"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

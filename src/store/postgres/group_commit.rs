@@ -12,8 +12,8 @@
 //! (`BEGIN`, a locking read, the write, `COMMIT`). Rounds run one at a time per replica; news arriving
 //! during a round waits for the next one, so a lone change is applied at once and a burst is carried by
 //! a few rounds. The applier keeps a connection of its own, outside the pool, opened at start and
-//! planning each statement once (`PostgresStore::connect`): news never queues for a connection behind a
-//! crowd of reads and inbox writes, nor for a session being set up.
+//! planning each statement once (`open`): news never queues for a connection behind a crowd of reads and
+//! inbox writes, nor for a session being set up.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -56,20 +56,14 @@ async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Recei
     // Connected before the first news arrives: setting a session up (a server process, TLS) takes longer
     // than a round, and the first notifications after a start would queue behind it. Should it fail here,
     // the first round connects (and reports a failure to its callers).
-    let mut connection = tokio::time::timeout(within, PgConnection::connect_with(&connect))
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let mut connection = open(&connect, within).await.ok();
     while queue.recv_many(&mut round, ROUND).await > 0 {
         let result = match connection.as_mut() {
             Some(connection) => apply_round(connection, &round).await,
-            None => {
-                match tokio::time::timeout(within, PgConnection::connect_with(&connect)).await {
-                    Ok(Ok(fresh)) => apply_round(connection.insert(fresh), &round).await,
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err(StoreError("could not connect in time".into())),
-                }
-            }
+            None => match open(&connect, within).await {
+                Ok(fresh) => apply_round(connection.insert(fresh), &round).await,
+                Err(e) => Err(e),
+            },
         };
         match result {
             Ok(outcomes) => {
@@ -88,6 +82,22 @@ async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Recei
             }
         }
     }
+}
+
+/// The applier's session, set to plan each statement once: every statement it runs looks rows up by id
+/// whatever its parameters, and a plan made again at every run costs more than the run (BENCHMARKS.md
+/// §16). Set with `SET` rather than as a startup parameter, which a session-mode pooler may refuse.
+async fn open(connect: &PgConnectOptions, within: Duration) -> Result<PgConnection, StoreError> {
+    let setting_up = async {
+        let mut connection = PgConnection::connect_with(connect).await?;
+        sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut connection)
+            .await?;
+        Ok::<_, StoreError>(connection)
+    };
+    tokio::time::timeout(within, setting_up)
+        .await
+        .map_err(|_| StoreError("could not connect in time".into()))?
 }
 
 /// Where an application's current version sits in the log.

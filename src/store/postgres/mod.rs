@@ -61,12 +61,9 @@ impl PostgresStore {
             .connect_with(connect.clone())
             .await?;
         // Named apart, so that an operator (and a test) can tell the applier's session in
-        // `pg_stat_activity`; and its statements planned once: each looks rows up by id whatever its
-        // parameters, and a plan made again at every run costs more than the run (BENCHMARKS.md §16).
+        // `pg_stat_activity`.
         let applier = group_commit::start(
-            connect
-                .application_name("onboarding-gateway applier")
-                .options([("plan_cache_mode", "force_generic_plan")]),
+            connect.application_name("onboarding-gateway applier"),
             options.acquire_timeout,
         );
         let recorder = recorder::start(pool.clone());
