@@ -1,7 +1,7 @@
 //! The shared PostgreSQL store under concurrent writers, used directly (no gateway process): the event
-//! log's sequence is commit order, news waiting for the log counter commits together, and two replicas'
-//! rounds racing for the same rows lose no version. Real PostgreSQL; each test makes its own database and
-//! drops it. Replicas as processes: `cluster.rs`.
+//! log's sequence is commit order, news waiting for the log counter commits together, a round never
+//! overwrites a row moved under it, and two replicas' rounds racing for the same rows lose no version.
+//! Real PostgreSQL; each test makes its own database and drops it. Replicas as processes: `cluster.rs`.
 
 mod common;
 
@@ -241,23 +241,9 @@ async fn pending_news_waits_for_the_log_counter_in_one_transaction_and_then_comm
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_applying_news_about_the_same_applications_lose_no_version() {
     let (database, first, schedule) = store_of_its_own().await;
-    let key = StoreKey::from_secret(&SecretString::from(STORE_KEY)).unwrap();
-    let options = PostgresOptions {
-        max_connections: 16,
-        acquire_timeout: Duration::from_secs(30),
-    };
-    let second = Arc::new(
-        PostgresStore::connect(&database.url, key, &options)
-            .await
-            .unwrap(),
-    );
+    let second = Arc::new(common::stores::postgres(&database).await);
     const APPLICATIONS: usize = 20;
-    const NEWS: [Status; 4] = [
-        Status::IdvApproved,
-        Status::ApplicationCaptured,
-        Status::ComplianceReview,
-        Status::AccountIssued,
-    ];
+    const NEWS: [Status; 4] = common::stores::LATER_STATUSES;
     let id = |n: usize| ApplicationId::parse(&format!("race-{n}")).unwrap();
     for n in 0..APPLICATIONS {
         create(&first, &schedule, &id(n), &format!("ref-{n}")).await;
@@ -311,4 +297,66 @@ async fn two_replicas_applying_news_about_the_same_applications_lose_no_version(
     }
     first.close().await;
     second.close().await;
+}
+
+/// A round reads its rows without locks and writes only those still as it read them. A row moved by
+/// another writer between the read and the write (here a transaction that holds the row while the round
+/// runs, as another replica's round would) is not overwritten: the round runs again under locks and
+/// builds on what it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news_builds_on_a_change_made_while_its_round_ran() {
+    let (database, store, schedule) = store_of_its_own().await;
+    let id = |n: usize| ApplicationId::parse(&format!("held-{n}")).unwrap();
+    create(&store, &schedule, &id(0), "ref-0").await;
+
+    let mut other = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM applications WHERE id = $1 FOR UPDATE")
+        .bind(id(0).as_str())
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let (app, news) = (id(0), seen(Status::IdvApproved));
+    let applying = store.apply(&app, &news, Source::Other, &schedule);
+    let moving_on = async {
+        // Once the round waits for the row, it has read it: move the row on to a version the news
+        // knows nothing of.
+        let mut watcher = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'onboarding-gateway applier' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap()
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < until,
+                "the round never waited for the row"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sqlx::query(
+            "UPDATE applications SET version = version + 1, upstream_status = 'MOVED_ON' WHERE id = $1",
+        )
+        .bind(id(0).as_str())
+        .execute(&mut *held)
+        .await
+        .unwrap();
+        held.commit().await.unwrap();
+    };
+    let (applied, ()) = tokio::join!(applying, moving_on);
+
+    let applied = applied.unwrap().unwrap();
+    assert!(applied.changed);
+    // Created as version 1, moved on to 2 by the other writer, then the news.
+    assert_eq!(applied.event.application.version, 3);
+    assert_eq!(applied.event.application.status, Status::IdvApproved);
+    let stored = store.current_of(&[id(0)]).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].application.version, 3);
+    assert_eq!(stored[0].seq, applied.event.seq);
+    store.close().await;
 }

@@ -28,12 +28,7 @@ use secrecy::SecretString;
 
 const APPLICATIONS: usize = 20;
 /// Each application hears every later status twice, in an order of no one's choosing.
-const NEWS: [Status; 4] = [
-    Status::IdvApproved,
-    Status::ApplicationCaptured,
-    Status::ComplianceReview,
-    Status::AccountIssued,
-];
+const NEWS: [Status; 4] = common::stores::LATER_STATUSES;
 
 fn id(n: usize) -> ApplicationId {
     ApplicationId::parse(&format!("write-{n}")).unwrap()
@@ -505,70 +500,6 @@ async fn postgres_updates_an_application_row_once_per_change() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-}
-
-/// A PostgreSQL round reads its rows without locks and writes only those still as it read them. A row
-/// moved by another writer between the read and the write (here a transaction that holds the row while
-/// the round runs, as another replica's round would) is not overwritten: the round runs again under
-/// locks and builds on what it finds.
-#[tokio::test]
-async fn postgres_news_builds_on_a_change_made_while_its_round_ran() {
-    use sqlx::Connection;
-    let database = common::postgres::TestDatabase::create().await;
-    let store = common::stores::postgres(&database).await;
-    let schedule = schedule();
-    create(&store, &id(0), "ref-0").await;
-
-    let mut other = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    let mut held = other.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM applications WHERE id = $1 FOR UPDATE")
-        .bind(id(0).as_str())
-        .execute(&mut *held)
-        .await
-        .unwrap();
-    let (app, news) = (id(0), seen(Status::IdvApproved));
-    let applying = store.apply(&app, &news, Source::Other, &schedule);
-    let moving_on = async {
-        // Once the round waits for the row, it has read it: move the row on to a version the news
-        // knows nothing of.
-        let mut watcher = sqlx::PgConnection::connect(&database.url).await.unwrap();
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'onboarding-gateway applier' AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut watcher)
-        .await
-        .unwrap()
-            == 0
-        {
-            assert!(
-                std::time::Instant::now() < until,
-                "the round never waited for the row"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        sqlx::query(
-            "UPDATE applications SET version = version + 1, upstream_status = 'MOVED_ON' WHERE id = $1",
-        )
-        .bind(id(0).as_str())
-        .execute(&mut *held)
-        .await
-        .unwrap();
-        held.commit().await.unwrap();
-    };
-    let (applied, ()) = tokio::join!(applying, moving_on);
-
-    let applied = applied.unwrap().unwrap();
-    assert!(applied.changed);
-    // Created as version 1, moved on to 2 by the other writer, then the news.
-    assert_eq!(applied.event.application.version, 3);
-    assert_eq!(applied.event.application.status, Status::IdvApproved);
-    let stored = store.current_of(&[id(0)]).await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].application.version, 3);
-    assert_eq!(stored[0].seq, applied.event.seq);
-    store.close().await;
 }
 
 /// A PostgreSQL store's applier has its session before the first news arrives (setting one up, a server

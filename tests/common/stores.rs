@@ -27,6 +27,14 @@ pub fn schedule() -> PollSchedule {
     }
 }
 
+/// Every status after IDV_TOKEN_GENERATED on the way to an issued account, in order.
+pub const LATER_STATUSES: [Status; 4] = [
+    Status::IdvApproved,
+    Status::ApplicationCaptured,
+    Status::ComplianceReview,
+    Status::AccountIssued,
+];
+
 /// Records application `id` of "caller" as a submit would, at IDV_TOKEN_GENERATED, with external reference
 /// `reference` (its session id is derived from the id).
 pub async fn create(store: &dyn Store, id: &ApplicationId, reference: &str) {

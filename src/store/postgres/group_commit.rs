@@ -139,21 +139,11 @@ async fn apply_round(
 
     let read = read_rows(&mut *connection, BY_IDS, &ids).await?;
     let merged = Merged::of(read, round);
-    let unmoved: Vec<Unmoved> = merged
-        .rows
-        .iter()
-        .filter(|(_, r)| r.write.is_some())
-        .map(|(id, r)| Unmoved {
-            id: id.as_str(),
-            version: r.read_version,
-            unchanged_polls: r.read_unchanged_polls,
-        })
-        .collect();
     if let Some(first) = write_and_append(
         &mut *connection,
         &merged.written(),
         &merged.appended,
-        Some(&unmoved),
+        Some(&merged.unmoved()),
     )
     .await?
     {
@@ -257,6 +247,19 @@ impl Merged {
                     unchanged_polls: r.unchanged_polls,
                     next_poll_at,
                 })
+            })
+            .collect()
+    }
+
+    /// What each row to be written must still hold when the write is made without locks taken first.
+    fn unmoved(&self) -> Vec<Unmoved<'_>> {
+        self.rows
+            .iter()
+            .filter(|(_, r)| r.write.is_some())
+            .map(|(id, r)| Unmoved {
+                id: id.as_str(),
+                version: r.read_version,
+                unchanged_polls: r.read_unchanged_polls,
             })
             .collect()
     }
