@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use fanout::Watchers;
@@ -106,6 +106,9 @@ pub struct Onboarding {
     instance: String,
     /// A notification was recorded: wake the inbox workers.
     inbox_wake: Notify,
+    /// Confirmations in flight, shared by the inbox loops: `notification_workers` at once in all, so a
+    /// loop with a large batch may use what the others leave idle.
+    confirming: Semaphore,
     /// Confirmed notifications, for the finisher to clear from the inbox.
     finished: mpsc::UnboundedSender<i64>,
     /// Applications to poll at once because their notification could not be recorded.
@@ -124,6 +127,7 @@ impl Onboarding {
         stopping: CancellationToken,
     ) -> Arc<Self> {
         let (finished, finished_queue) = mpsc::unbounded_channel();
+        let confirming = Semaphore::new(settings.notification_workers.max(1));
         let this = Arc::new(Onboarding {
             connectpay,
             store,
@@ -133,6 +137,7 @@ impl Onboarding {
             settings,
             instance: uuid::Uuid::new_v4().to_string(),
             inbox_wake: Notify::new(),
+            confirming,
             finished,
             urgent_polls: Mutex::new(HashSet::new()),
             poll_wake: Notify::new(),

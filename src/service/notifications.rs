@@ -76,6 +76,9 @@ const BATCH: usize = 32;
 /// so a notification that arrives while one batch waits for ConnectPay or the store finds a loop free
 /// instead of waiting for the whole batch to end.
 pub(super) const INBOX_LOOPS: usize = 4;
+/// How often a worker with nothing to do looks for notifications that no wake-up announces: postponed
+/// ones come due, and a dead replica's leases run out.
+const IDLE_LOOK: Duration = Duration::from_millis(500);
 /// After this many failed confirmations a notification is dropped; the poller catches up instead.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -198,10 +201,21 @@ impl Onboarding {
                 .take_notifications(&self.instance, self.settings.inbox_lease, BATCH)
                 .await
             {
-                Ok(rows) if rows.is_empty() => idle = Duration::from_millis(500),
                 Ok(rows) => {
-                    idle = Duration::ZERO;
-                    self.confirm_batch(rows).await;
+                    metrics::metrics()
+                        .inbox_batch_notifications
+                        .observe(rows.len() as f64);
+                    // A short batch took everything due: asking again at once would find nothing. A
+                    // notification recorded since then has woken a worker (or left the wake-up for the
+                    // next one to wait), and the rest come due with the pause.
+                    idle = if rows.len() < BATCH {
+                        IDLE_LOOK
+                    } else {
+                        Duration::ZERO
+                    };
+                    if !rows.is_empty() {
+                        self.confirm_batch(rows).await;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "could not take recorded notifications");
@@ -232,11 +246,15 @@ impl Onboarding {
         let verdicts: Vec<Verdict> = futures::stream::iter(groups.into_values())
             .map(|(app, rows)| async move {
                 match app {
-                    Some(app) => self.confirm(app, rows).await,
+                    Some(app) => {
+                        // The semaphore is never closed: this holds a slot for the whole confirmation.
+                        let _slot = self.confirming.acquire().await;
+                        self.confirm(app, rows).await
+                    }
                     None => self.unknown(rows),
                 }
             })
-            .buffer_unordered(workers)
+            .buffer_unordered(BATCH)
             .collect()
             .await;
         for verdict in verdicts {

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub notifications_confirmed: Family<Outcome, Counter>,
     pub polls: Family<Outcome, Counter>,
     pub application_changes: Family<Status, Counter>,
+    pub inbox_batch_notifications: Histogram,
     pub inbox_waiting: Gauge,
     pub inbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub watch_streams: Gauge,
@@ -81,6 +82,8 @@ impl Metrics {
             notifications_confirmed: Family::default(),
             polls: Family::default(),
             application_changes: Family::default(),
+            // A lease takes at most 32 (`service/notifications.rs`); 0 is a lease that found nothing.
+            inbox_batch_notifications: Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
             inbox_waiting: Gauge::default(),
             inbox_oldest_seconds: Gauge::default(),
             watch_streams: Gauge::default(),
@@ -129,6 +132,11 @@ impl Metrics {
             "application_changes",
             "new application versions recorded, by status",
             m.application_changes.clone(),
+        );
+        registry.register(
+            "inbox_batch_notifications",
+            "recorded notifications taken by one lease of an inbox worker (0: the lease found nothing)",
+            m.inbox_batch_notifications.clone(),
         );
         registry.register(
             "inbox_waiting",
