@@ -6,21 +6,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    TestGateway, TestSandbox, application, by_id, initiate, next, sandbox::AUTH_CODES, status_of,
-    submit, valid_kyc, watch,
+    TestGateway, TestSandbox, application, by_id, initiate, metric_value, next,
+    sandbox::AUTH_CODES, status_of, submit, valid_kyc, watch,
 };
 use connectpay_sandbox::DEFAULT_WEBHOOK_TOKEN;
 use onboarding_gateway::grpc::pb::ApplicationStatus as S;
 use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(10);
-
-/// The value of one series, or 0 when it has not appeared yet.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Notifications that arrive one at a time are each taken by one lease: a worker whose lease came back
 /// short waits for the next notification instead of asking the store again at once and finding nothing.
@@ -74,7 +67,7 @@ async fn a_short_batch_is_not_followed_by_a_lease_that_finds_nothing() {
     }
     let seconds = started.elapsed().as_secs_f64();
     let after = gateway.metrics().await;
-    let grew = |series: &str| value(&after, series) - value(&before, series);
+    let grew = |series: &str| metric_value(&after, series) - metric_value(&before, series);
 
     let confirmed = grew("onboarding_notifications_confirmed_total{outcome=\"confirmed\"}");
     assert_eq!(confirmed, NOTIFICATIONS as f64, "{after}");

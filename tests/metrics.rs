@@ -5,16 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestGateway, TestSandbox, by_id, initiate, next, read_to_end, sandbox::AUTH_CODES, submit,
-    valid_kyc, watch,
+    TestGateway, TestSandbox, by_id, initiate, metric_value, next, read_to_end,
+    sandbox::AUTH_CODES, submit, valid_kyc, watch,
 };
-
-/// The value of one series, or 0 when it has not appeared yet.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn scraped_values_follow_the_flow() {
@@ -32,12 +25,19 @@ async fn scraped_values_follow_the_flow() {
     next(&mut stream, Duration::from_secs(10)).await.unwrap();
     next(&mut stream, Duration::from_secs(10)).await.unwrap(); // IDV_APPROVED
     let during = gateway.metrics().await;
-    assert_eq!(value(&during, "onboarding_watch_streams"), 1.0, "{during}");
-    assert!(
-        value(&during, "onboarding_oauth_refresh_token_expiry_seconds") > 2_000_000.0,
+    assert_eq!(
+        metric_value(&during, "onboarding_watch_streams"),
+        1.0,
         "{during}"
     );
-    assert_eq!(value(&during, "onboarding_connectpay_breaker_state"), 0.0);
+    assert!(
+        metric_value(&during, "onboarding_oauth_refresh_token_expiry_seconds") > 2_000_000.0,
+        "{during}"
+    );
+    assert_eq!(
+        metric_value(&during, "onboarding_connectpay_breaker_state"),
+        0.0
+    );
 
     initiate(&mut client, &app.application_id, valid_kyc())
         .await
@@ -48,7 +48,7 @@ async fn scraped_values_follow_the_flow() {
     let after = gateway.metrics().await;
 
     let grew = |series: &str, by: f64| {
-        let delta = value(&after, series) - value(&before, series);
+        let delta = metric_value(&after, series) - metric_value(&before, series);
         assert!(
             delta >= by,
             "{series} grew by {delta}, expected {by}:\n{after}"
@@ -91,8 +91,8 @@ async fn scraped_values_follow_the_flow() {
         "onboarding_application_changes_total{status=\"ACCOUNT_ISSUED\"}",
         1.0,
     );
-    assert_eq!(value(&after, "onboarding_watch_streams"), 0.0);
-    assert_eq!(value(&after, "onboarding_inbox_waiting"), 0.0);
+    assert_eq!(metric_value(&after, "onboarding_watch_streams"), 0.0);
+    assert_eq!(metric_value(&after, "onboarding_inbox_waiting"), 0.0);
     // Nothing that identifies an application is a label.
     assert!(!after.contains(&app.application_id));
 }

@@ -199,6 +199,13 @@ level = "onboarding_gateway=debug,info"
 }
 
 /// A SQLite database's bytes as they are on disk: the file and its write-ahead log.
+/// The value of one series in a `/metrics` text, or 0 when it has not appeared yet.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn database_bytes(database: &std::path::Path) -> Vec<u8> {
     let mut bytes = std::fs::read(database).unwrap();
     bytes.extend(std::fs::read(database.with_extension("db-wal")).unwrap_or_default());
