@@ -287,3 +287,65 @@ async fn news_about_a_finished_application_is_answered_without_recording_or_aski
     let asked = common::webhooks::onboarding_calls(&sandbox).await;
     assert_eq!(asked.len(), before, "ConnectPay was asked: {asked:?}");
 }
+
+/// `webhook.workers` bounds the confirming GETs in flight in all, however the notifications fall among the
+/// gateway's inbox loops; and a slow ConnectPay answer does not hold the other slots back.
+#[tokio::test]
+async fn webhook_workers_bound_the_confirmations_in_flight_across_all_inbox_loops() {
+    const APPLICATIONS: usize = 8;
+    const WORKERS: usize = 2;
+    // The sandbox decides nothing by itself during the test: only the test's notifications ask.
+    let sandbox = TestSandbox::in_process(|c| c.idv_delay_ms = 600_000).await;
+    let gateway = TestGateway::start_adjusted(&sandbox, AUTH_CODES[0], "", |c| {
+        c.webhook.workers = WORKERS;
+    })
+    .await;
+    let mut client = gateway.client();
+    let mut notifications = Vec::with_capacity(APPLICATIONS);
+    for n in 0..APPLICATIONS {
+        let (reference, session) = (format!("client-slots-{n}"), format!("session-slots-{n}"));
+        let app = submit(&mut client, &reference, &session).await.unwrap();
+        let status = sandbox.application(&app.application_id).await["status"].clone();
+        notifications.push(json!({"eventId": format!("slots-{n}"),
+            "application": {"applicationId": app.application_id, "status": status}}));
+    }
+    let before = sandbox.requests("get_application").await.len();
+    // Every answer takes 300 ms: the notifications below arrive while earlier confirmations still wait.
+    sandbox
+        .control_put(
+            "fault-rates",
+            json!({"rate500": 0.0, "rate503": 0.0, "rate429": 0.0, "latencyMs": 300}),
+        )
+        .await;
+    let url = gateway.webhook_url();
+    for notification in &notifications {
+        let (status, _) = deliver(
+            &url,
+            &[("x-connectpay-webhook-token", DEFAULT_WEBHOOK_TOKEN)],
+            notification.to_string(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let answered = sandbox.requests("get_application").await[before..]
+            .iter()
+            .filter(|r| !r["status"].is_null())
+            .count();
+        if answered >= APPLICATIONS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{answered} of {APPLICATIONS} notifications confirmed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peak = &sandbox.stats().await["peakInFlight"]["get_application"];
+    assert_eq!(
+        peak,
+        &json!(WORKERS),
+        "confirmations in flight at once, with webhook.workers = {WORKERS}"
+    );
+}

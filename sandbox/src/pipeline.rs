@@ -96,6 +96,7 @@ where
         entry: Some(entry),
     };
     shared.counters.request(endpoint);
+    let _in_flight = shared.counters.in_flight(endpoint);
 
     let (fault, rates) = {
         let mut world = lock(&shared.world);

@@ -200,6 +200,10 @@ pub struct Stats {
     pub unauthorized: u64,
     /// Requests received per endpoint (every endpoint listed, `0` included).
     pub requests: BTreeMap<Endpoint, u64>,
+    /// The most requests to each endpoint that were in flight at once, from arrival to answer (every
+    /// endpoint listed): how far a client spread its calls.
+    #[serde(rename = "peakInFlight", default)]
+    pub peak_in_flight: BTreeMap<Endpoint, u64>,
 }
 
 /// Token-endpoint counters.
@@ -225,6 +229,8 @@ pub(crate) struct Counters {
     pub(crate) invalid_client: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
     requests: [AtomicU64; Endpoint::ALL.len()],
+    in_flight: [AtomicU64; Endpoint::ALL.len()],
+    peak_in_flight: [AtomicU64; Endpoint::ALL.len()],
 }
 
 impl Counters {
@@ -234,6 +240,16 @@ impl Counters {
 
     pub(crate) fn request(&self, endpoint: Endpoint) {
         Counters::bump(&self.requests[endpoint as usize]);
+    }
+
+    /// Counts a request in flight until the returned guard is dropped (answered, or abandoned).
+    pub(crate) fn in_flight(&self, endpoint: Endpoint) -> InFlight<'_> {
+        let slot = endpoint as usize;
+        let now = self.in_flight[slot].fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight[slot].fetch_max(now, Ordering::Relaxed);
+        InFlight {
+            counter: &self.in_flight[slot],
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -250,7 +266,22 @@ impl Counters {
                 .into_iter()
                 .map(|e| (e, read(&self.requests[e as usize])))
                 .collect(),
+            peak_in_flight: Endpoint::ALL
+                .into_iter()
+                .map(|e| (e, read(&self.peak_in_flight[e as usize])))
+                .collect(),
         }
+    }
+}
+
+/// One request in flight, counted until dropped.
+pub(crate) struct InFlight<'a> {
+    counter: &'a AtomicU64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -278,5 +309,20 @@ mod tests {
         assert_eq!(json["requests"]["get_idv"], 1);
         assert_eq!(json["requests"]["token"], 0);
         assert_eq!(json["token"]["invalidGrant"], 0);
+        assert_eq!(json["peakInFlight"]["get_idv"], 0);
+    }
+
+    #[test]
+    fn the_peak_in_flight_is_the_most_requests_answered_at_once() {
+        let counters = Counters::default();
+        let first = counters.in_flight(Endpoint::GetApplication);
+        let second = counters.in_flight(Endpoint::GetApplication);
+        drop(first);
+        let third = counters.in_flight(Endpoint::GetApplication);
+        drop((second, third));
+        let _alone = counters.in_flight(Endpoint::GetApplication);
+        let stats = counters.snapshot();
+        assert_eq!(stats.peak_in_flight[&Endpoint::GetApplication], 2);
+        assert_eq!(stats.peak_in_flight[&Endpoint::Token], 0);
     }
 }

@@ -129,7 +129,9 @@ async fn control_routes_over_http() {
                          "invalidClient": 0},
                "unauthorized": 0,
                "requests": {"token": 1, "submit_idv": 1, "get_application": 0, "get_idv": 0,
-                            "initiate_application": 0}})
+                            "initiate_application": 0},
+               "peakInFlight": {"token": 1, "submit_idv": 1, "get_application": 0, "get_idv": 0,
+                                "initiate_application": 0}})
     );
 
     let response = http
