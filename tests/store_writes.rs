@@ -515,7 +515,7 @@ async fn postgres_applier_is_connected_before_the_first_news() {
     while sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
          AND application_name = 'onboarding-gateway applier' \
-         AND query = 'SET plan_cache_mode = force_generic_plan'",
+         AND query = 'SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off'",
     )
     .fetch_one(&mut watcher)
     .await
@@ -529,4 +529,75 @@ async fn postgres_applier_is_connected_before_the_first_news() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     store.close().await;
+}
+
+/// PostgreSQL keeps a statement's plan once made. The gateway's sessions live long, and its statements
+/// look rows up by id: a plan made while the applications table was nearly empty (a new deployment) must
+/// not read the whole table at every creation and every change once it has grown, whether or not an
+/// `ANALYZE` has run since.
+#[tokio::test]
+async fn postgres_plans_made_on_a_small_table_still_look_rows_up_by_id_once_it_has_grown() {
+    use sqlx::Connection;
+    const EARLY: usize = 10;
+    const GROWN_TO: i64 = 20_000;
+    const LATE: usize = 10;
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let schedule = schedule();
+    let change = |n: usize| {
+        let (store, schedule) = (&store, &schedule);
+        async move {
+            store
+                .apply(&id(n), &seen(Status::IdvApproved), Source::Other, schedule)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // Enough creations and changes on the nearly empty table for each statement to keep a plan.
+    for n in 0..EARLY {
+        create(&store, &id(n), &format!("ref-{n}")).await;
+    }
+    for n in 0..EARLY {
+        change(n).await;
+    }
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    // The table grows behind the store's back (as other replicas would grow it), without an ANALYZE.
+    sqlx::query(
+        "INSERT INTO applications (id, owner, external_reference, status, upstream_status, \
+         last_known_status, version, last_seq, created_at, updated_at) \
+         SELECT 'grown-' || g, 'caller', 'grown-' || g, 'IDV_TOKEN_GENERATED', 'IDV_TOKEN_GENERATED', \
+         'IDV_TOKEN_GENERATED', 1, 0, g, g FROM generate_series(1, $1::bigint) AS g",
+    )
+    .bind(GROWN_TO)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    for n in EARLY..EARLY + LATE {
+        create(&store, &id(n), &format!("ref-{n}")).await;
+        assert!(change(n).await.changed);
+    }
+    store.close().await;
+    drop(store);
+
+    // The server counts a session's reads when the session ends; wait until the count stops moving.
+    let read = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'applications'",
+        )
+    };
+    let mut counted = read().fetch_one(&mut connection).await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = read().fetch_one(&mut connection).await.unwrap();
+        if now == counted {
+            break;
+        }
+        counted = now;
+    }
+    assert!(
+        counted < GROWN_TO,
+        "{counted} rows of the applications table read by scanning it, for {LATE} creations and \
+         {LATE} changes once it held {GROWN_TO} rows"
+    );
 }

@@ -86,11 +86,16 @@ async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Recei
 
 /// The applier's session, set to plan each statement once: every statement it runs looks rows up by id
 /// whatever its parameters, and a plan made again at every run costs more than the run (BENCHMARKS.md
-/// §16). Set with `SET` rather than as a startup parameter, which a session-mode pooler may refuse.
+/// §16). The plan is made at a statement's first run, perhaps on a new deployment's empty tables, where
+/// reading a whole table costs less than an index; without sequential scans it walks the index then, and
+/// still does once the table holds millions of rows (§18). Set with `SET` rather than as startup
+/// parameters, which a session-mode pooler may refuse.
+const APPLIER_SESSION: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
+
 async fn open(connect: &PgConnectOptions, within: Duration) -> Result<PgConnection, StoreError> {
     let setting_up = async {
         let mut connection = PgConnection::connect_with(connect).await?;
-        sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        sqlx::raw_sql(APPLIER_SESSION)
             .execute(&mut connection)
             .await?;
         Ok::<_, StoreError>(connection)
