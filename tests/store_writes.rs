@@ -532,13 +532,13 @@ async fn postgres_applier_is_connected_before_the_first_news() {
 }
 
 /// PostgreSQL keeps a statement's plan once made. The gateway's sessions live long, and its statements
-/// look rows up by id: a plan made while the applications table was nearly empty (a new deployment) must
-/// not read the whole table at every creation and every change once it has grown, whether or not an
-/// `ANALYZE` has run since.
+/// look rows up by id: a plan made while the applications table and the inbox were nearly empty (a new
+/// deployment) must not read the whole table at every creation, change, lease and clearing once it has
+/// grown, whether or not an `ANALYZE` has run since.
 #[tokio::test]
-async fn postgres_plans_made_on_a_small_table_still_look_rows_up_by_id_once_it_has_grown() {
+async fn postgres_plans_made_on_small_tables_still_look_rows_up_by_id_once_they_have_grown() {
     use sqlx::Connection;
-    const EARLY: usize = 10;
+    const EARLY: usize = 40;
     const GROWN_TO: i64 = 20_000;
     const LATE: usize = 10;
     let database = common::postgres::TestDatabase::create().await;
@@ -554,12 +554,26 @@ async fn postgres_plans_made_on_a_small_table_still_look_rows_up_by_id_once_it_h
                 .unwrap()
         }
     };
-    // Enough creations and changes on the nearly empty table for each statement to keep a plan.
+    // One notification recorded, leased and cleared, as the inbox workers do.
+    let notify = |n: usize| {
+        let store = &store;
+        async move {
+            assert!(store.record_notification(&delivery(n)).await.unwrap());
+            let taken = store
+                .take_notifications("worker", std::time::Duration::from_secs(60), 32)
+                .await
+                .unwrap();
+            assert_eq!(taken.len(), 1);
+            store.finish_notifications(&[taken[0].id]).await.unwrap();
+        }
+    };
+    // Enough of each on the nearly empty tables for each statement to keep a plan.
     for n in 0..EARLY {
         create(&store, &id(n), &format!("ref-{n}")).await;
     }
     for n in 0..EARLY {
         change(n).await;
+        notify(n).await;
     }
     let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
     // The table grows behind the store's back (as other replicas would grow it), without an ANALYZE.
@@ -573,31 +587,47 @@ async fn postgres_plans_made_on_a_small_table_still_look_rows_up_by_id_once_it_h
     .execute(&mut connection)
     .await
     .unwrap();
+    // And notifications wait in the inbox, postponed for later.
+    sqlx::query(
+        "INSERT INTO inbox (dedupe_key, via_application, received_at, not_before) \
+         SELECT sha256(('waiting-' || g)::bytea), false, 0, 9000000000000000 \
+         FROM generate_series(1, $1::bigint) AS g",
+    )
+    .bind(GROWN_TO)
+    .execute(&mut connection)
+    .await
+    .unwrap();
     for n in EARLY..EARLY + LATE {
         create(&store, &id(n), &format!("ref-{n}")).await;
         assert!(change(n).await.changed);
+        notify(n).await;
     }
     store.close().await;
     drop(store);
 
-    // The server counts a session's reads when the session ends; wait until the count stops moving.
+    // The server counts a session's reads when the session ends; wait until the counts stop moving.
     let read = || {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'applications'",
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT relname::text, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables \
+             WHERE relname IN ('applications', 'inbox') ORDER BY relname",
         )
     };
-    let mut counted = read().fetch_one(&mut connection).await.unwrap();
+    let mut counted = read().fetch_all(&mut connection).await.unwrap();
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let now = read().fetch_one(&mut connection).await.unwrap();
+        let now = read().fetch_all(&mut connection).await.unwrap();
         if now == counted {
             break;
         }
         counted = now;
     }
+    let scanned: Vec<(String, i64)> = counted
+        .into_iter()
+        .filter(|(_, rows)| *rows >= GROWN_TO)
+        .collect();
     assert!(
-        counted < GROWN_TO,
-        "{counted} rows of the applications table read by scanning it, for {LATE} creations and \
-         {LATE} changes once it held {GROWN_TO} rows"
+        scanned.is_empty(),
+        "rows read by scanning whole tables, for {LATE} creations, changes and notifications once each \
+         table held {GROWN_TO} rows more: {scanned:?}"
     );
 }

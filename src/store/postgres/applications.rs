@@ -67,14 +67,7 @@ impl PostgresStore {
         schedule: &PollSchedule,
     ) -> Result<Applied, StoreError> {
         let next_poll_at = next_poll(schedule, &app, 0, app.update_time);
-        // The write below joins the row to its new values by id. A pooled session keeps the plan it made
-        // for that statement, perhaps while the table was nearly empty and a whole-table read was the
-        // cheaper plan; without sequential scans in this transaction it walks the index (BENCHMARKS.md
-        // §18). Sent with the `BEGIN`, in the same round trip.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN; SET LOCAL enable_seqscan = off")
-            .await?;
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO applications (id, owner, external_reference, person_id, status, upstream_status, \
              last_known_status, baas_client_id, version, last_seq, session_hash, created_at, updated_at, \

@@ -86,10 +86,8 @@ async fn run(connect: PgConnectOptions, within: Duration, mut queue: mpsc::Recei
 
 /// The applier's session, set to plan each statement once: every statement it runs looks rows up by id
 /// whatever its parameters, and a plan made again at every run costs more than the run (BENCHMARKS.md
-/// §16). The plan is made at a statement's first run, perhaps on a new deployment's empty tables, where
-/// reading a whole table costs less than an index; without sequential scans it walks the index then, and
-/// still does once the table holds millions of rows (§18). Set with `SET` rather than as startup
-/// parameters, which a session-mode pooler may refuse.
+/// §16). Without sequential scans, as every session of the store (`super::SESSION`): a plan is made at a
+/// statement's first run, perhaps on a new deployment's empty tables (§18).
 const APPLIER_SESSION: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
 async fn open(connect: &PgConnectOptions, within: Duration) -> Result<PgConnection, StoreError> {

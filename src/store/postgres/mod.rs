@@ -31,6 +31,15 @@ use crate::domain::ApplicationId;
 /// The channel every append notifies, with `<seq>:<application id>` as payload.
 const CHANNEL: &str = "onboarding_gateway_events";
 
+/// Every session the store opens, before its first statement: no sequential scans. Each statement has an
+/// index made for it, and a session keeps a statement's plan once made — perhaps made on a new
+/// deployment's nearly empty tables, or on an inbox just vacuumed, where reading the whole table was the
+/// cheaper plan. Kept, that plan reads every row of the applications table at each creation and change
+/// once it holds millions, and every page of the inbox (a queue that leaves dead rows behind it until the
+/// next vacuum) at each lease and clearing (BENCHMARKS.md §18). A statement no index can serve still
+/// scans. Set with `SET` rather than as a startup parameter, which a session-mode pooler may refuse.
+const SESSION: &str = "SET enable_seqscan = off";
+
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
     pub max_connections: u32,
@@ -58,6 +67,9 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
+            .after_connect(|connection, _| {
+                Box::pin(async move { sqlx::raw_sql(SESSION).execute(connection).await.map(drop) })
+            })
             .connect_with(connect.clone())
             .await?;
         // Named apart, so that an operator (and a test) can tell the applier's session in
