@@ -631,3 +631,64 @@ async fn postgres_plans_made_on_small_tables_still_look_rows_up_by_id_once_they_
          table held {GROWN_TO} rows more: {scanned:?}"
     );
 }
+
+/// A PostgreSQL inbox lease reads the notifications that are due, not those postponed for later: behind a
+/// backlog of retries (ConnectPay down for an hour), each lease must not walk past every one of them.
+#[tokio::test]
+async fn postgres_leases_read_due_notifications_not_the_postponed_ones() {
+    use sqlx::Connection;
+    const POSTPONED: i64 = 20_000;
+    const LEASES: usize = 10;
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO inbox (dedupe_key, via_application, received_at, not_before) \
+         SELECT sha256(('postponed-' || g)::bytea), false, 0, 9000000000000000 \
+         FROM generate_series(1, $1::bigint) AS g",
+    )
+    .bind(POSTPONED)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    for n in 0..LEASES {
+        assert!(store.record_notification(&delivery(n)).await.unwrap());
+        let taken = store
+            .take_notifications("worker", std::time::Duration::from_secs(60), 32)
+            .await
+            .unwrap();
+        assert_eq!(
+            taken
+                .iter()
+                .map(|row| row.entry.clone())
+                .collect::<Vec<_>>(),
+            vec![delivery(n)],
+            "the lease takes the due notification only"
+        );
+        store.finish_notifications(&[taken[0].id]).await.unwrap();
+    }
+    store.close().await;
+    drop(store);
+
+    // Rows read from the inbox's table and from its indexes; the server counts them when each session ends.
+    let read = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT ((SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'inbox') \
+             + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'inbox'))::bigint",
+        )
+    };
+    let mut counted = read().fetch_one(&mut connection).await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = read().fetch_one(&mut connection).await.unwrap();
+        if now == counted {
+            break;
+        }
+        counted = now;
+    }
+    assert!(
+        counted < POSTPONED,
+        "{counted} inbox rows and index entries read for {LEASES} leases behind {POSTPONED} postponed \
+         notifications"
+    );
+}

@@ -33,10 +33,15 @@ impl PostgresStore {
         limit: usize,
     ) -> Result<Vec<InboxRow>, StoreError> {
         let now = SystemTime::now();
+        // A leased row is not due until its lease ends (as on SQLite), so the due rows are one range of
+        // `inbox_due`, taken in the order they came due: a lease reads them, not the rows leased or
+        // postponed for later, however many those are. The test of `lease_until` stays for rows leased by a
+        // replica of an earlier version, which left `not_before` as it was.
         let rows = sqlx::query(
-            "UPDATE inbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN \
-             (SELECT id FROM inbox WHERE not_before <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
-             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
+            "UPDATE inbox SET lease_owner = $1, lease_until = $2, not_before = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM inbox WHERE not_before <= $3 \
+             AND (lease_until IS NULL OR lease_until <= $3) \
+             ORDER BY not_before, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
         )
         .bind(owner)
         .bind(micros(now + lease))
