@@ -108,8 +108,12 @@ impl GatewayProcess {
         self.dir.path().join("gateway.toml")
     }
 
-    /// (Re)starts the process with the same ports and database; `env` overrides the configuration.
+    /// (Re)starts the process with the same ports and database; `env` overrides the configuration. The
+    /// first start of a prepared gateway may move it to new ports, as [`GatewayProcess::start`] does.
     pub async fn launch(&mut self, env: &[(&str, &str)]) {
+        if self.starts == 0 {
+            return self.first_launch(env).await;
+        }
         if let Err(logs) = self.try_launch(env).await {
             panic!("the gateway exited:\n{logs}");
         }
