@@ -23,6 +23,9 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds `migrations/` when the crate compiles: a migration added later must
+    // compile it again, which running this script again does.
+    println!("cargo:rerun-if-changed=migrations");
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(

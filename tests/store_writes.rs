@@ -692,3 +692,57 @@ async fn postgres_leases_read_due_notifications_not_the_postponed_ones() {
          notifications"
     );
 }
+
+/// Retention's search for finished applications past their time reads those, not every application the
+/// gateway holds: it runs every `retention.cleanup_interval` on every replica.
+#[tokio::test]
+async fn postgres_retention_reads_the_finished_applications_not_the_others() {
+    use sqlx::Connection;
+    const IN_PROGRESS: i64 = 20_000;
+    const FINISHED: i64 = 5;
+    let database = common::postgres::TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    // Applications still in progress (a poll time), and a few finished long ago (none).
+    sqlx::query(
+        "INSERT INTO applications (id, owner, external_reference, status, upstream_status, \
+         last_known_status, version, last_seq, created_at, updated_at, next_poll_at) \
+         SELECT 'app-' || g, 'caller', 'app-' || g, 'IDV_TOKEN_GENERATED', 'IDV_TOKEN_GENERATED', \
+         'IDV_TOKEN_GENERATED', 1, 0, g, g, CASE WHEN g <= $2 THEN NULL ELSE g END \
+         FROM generate_series(1, $1::bigint + $2::bigint) AS g",
+    )
+    .bind(IN_PROGRESS)
+    .bind(FINISHED)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let erased = store
+        .erase_finished_before(std::time::SystemTime::now(), 200)
+        .await
+        .unwrap();
+    assert_eq!(erased, FINISHED as u64);
+    store.close().await;
+    drop(store);
+
+    let read = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT ((SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables \
+             WHERE relname = 'applications') + (SELECT coalesce(sum(idx_tup_read), 0) \
+             FROM pg_stat_user_indexes WHERE relname = 'applications'))::bigint",
+        )
+    };
+    let mut counted = read().fetch_one(&mut connection).await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = read().fetch_one(&mut connection).await.unwrap();
+        if now == counted {
+            break;
+        }
+        counted = now;
+    }
+    assert!(
+        counted < IN_PROGRESS,
+        "{counted} application rows and index entries read to find {FINISHED} finished among \
+         {IN_PROGRESS} in progress"
+    );
+}
