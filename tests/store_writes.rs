@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{
     seen,
-    stores::{create, schedule},
+    stores::{create, delivery, schedule},
 };
 use futures::future::join_all;
 use onboarding_gateway::{
@@ -317,20 +317,6 @@ on_each_backend!(
     postgres_leases_inbox_rows_to_one_worker_at_a_time
 );
 
-fn delivery(n: usize) -> InboxEntry {
-    let mut dedupe_key = [0xd; 32];
-    dedupe_key[..8].copy_from_slice(&n.to_le_bytes());
-    InboxEntry {
-        dedupe_key,
-        application_id: Some(id(n)),
-        person_id: None,
-        claimed_status: Some("APPROVED".into()),
-        sent_at: None,
-        trace_context: None,
-        via_application: true,
-    }
-}
-
 const DISTINCT_DELIVERIES: usize = 150;
 
 /// A burst of webhook deliveries arriving together, each answered on its own: a notification delivered
@@ -339,7 +325,7 @@ async fn record_burst(store: &dyn Store) -> Vec<InboxRow> {
     // Every third notification is delivered twice, in the same burst.
     let deliveries: Vec<InboxEntry> = (0..DISTINCT_DELIVERIES)
         .chain((0..DISTINCT_DELIVERIES).step_by(3))
-        .map(delivery)
+        .map(|n| delivery(n, &id(n)))
         .collect();
     let answers = join_all(deliveries.iter().map(|d| store.record_notification(d))).await;
     let mut new_per_key: BTreeMap<[u8; 32], usize> = BTreeMap::new();
@@ -367,7 +353,7 @@ async fn record_burst(store: &dyn Store) -> Vec<InboxRow> {
         let n: usize = row.entry.application_id.as_ref().unwrap().as_str()["write-".len()..]
             .parse()
             .unwrap();
-        assert_eq!(row.entry, delivery(n), "recorded as delivered");
+        assert_eq!(row.entry, delivery(n, &id(n)), "recorded as delivered");
     }
     rows
 }
@@ -404,10 +390,10 @@ async fn postgres_records_the_rest_of_a_round_one_delivery_spoils() {
     let store = common::stores::postgres(&database).await;
     let spoiled = InboxEntry {
         person_id: Some("person\0".into()),
-        ..delivery(0)
+        ..delivery(0, &id(0))
     };
     let deliveries: Vec<InboxEntry> = std::iter::once(spoiled)
-        .chain((1..40).map(delivery))
+        .chain((1..40).map(|n| delivery(n, &id(n))))
         .collect();
     let answers = join_all(deliveries.iter().map(|d| store.record_notification(d))).await;
     assert!(answers[0].is_err(), "PostgreSQL stores no NUL in text");
@@ -529,220 +515,4 @@ async fn postgres_applier_is_connected_before_the_first_news() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     store.close().await;
-}
-
-/// PostgreSQL keeps a statement's plan once made. The gateway's sessions live long, and its statements
-/// look rows up by id: a plan made while the applications table and the inbox were nearly empty (a new
-/// deployment) must not read the whole table at every creation, change, lease and clearing once it has
-/// grown, whether or not an `ANALYZE` has run since.
-#[tokio::test]
-async fn postgres_plans_made_on_small_tables_still_look_rows_up_by_id_once_they_have_grown() {
-    use sqlx::Connection;
-    const EARLY: usize = 40;
-    const GROWN_TO: i64 = 20_000;
-    const LATE: usize = 10;
-    let database = common::postgres::TestDatabase::create().await;
-    let store = common::stores::postgres(&database).await;
-    let schedule = schedule();
-    let change = |n: usize| {
-        let (store, schedule) = (&store, &schedule);
-        async move {
-            store
-                .apply(&id(n), &seen(Status::IdvApproved), Source::Other, schedule)
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    // One notification recorded, leased and cleared, as the inbox workers do.
-    let notify = |n: usize| {
-        let store = &store;
-        async move {
-            assert!(store.record_notification(&delivery(n)).await.unwrap());
-            let taken = store
-                .take_notifications("worker", std::time::Duration::from_secs(60), 32)
-                .await
-                .unwrap();
-            assert_eq!(taken.len(), 1);
-            store.finish_notifications(&[taken[0].id]).await.unwrap();
-        }
-    };
-    // Enough of each on the nearly empty tables for each statement to keep a plan.
-    for n in 0..EARLY {
-        create(&store, &id(n), &format!("ref-{n}")).await;
-    }
-    for n in 0..EARLY {
-        change(n).await;
-        notify(n).await;
-    }
-    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    // The table grows behind the store's back (as other replicas would grow it), without an ANALYZE.
-    sqlx::query(
-        "INSERT INTO applications (id, owner, external_reference, status, upstream_status, \
-         last_known_status, version, last_seq, created_at, updated_at) \
-         SELECT 'grown-' || g, 'caller', 'grown-' || g, 'IDV_TOKEN_GENERATED', 'IDV_TOKEN_GENERATED', \
-         'IDV_TOKEN_GENERATED', 1, 0, g, g FROM generate_series(1, $1::bigint) AS g",
-    )
-    .bind(GROWN_TO)
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    // And notifications wait in the inbox, postponed for later.
-    sqlx::query(
-        "INSERT INTO inbox (dedupe_key, via_application, received_at, not_before) \
-         SELECT sha256(('waiting-' || g)::bytea), false, 0, 9000000000000000 \
-         FROM generate_series(1, $1::bigint) AS g",
-    )
-    .bind(GROWN_TO)
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    for n in EARLY..EARLY + LATE {
-        create(&store, &id(n), &format!("ref-{n}")).await;
-        assert!(change(n).await.changed);
-        notify(n).await;
-    }
-    store.close().await;
-    drop(store);
-
-    // The server counts a session's reads when the session ends; wait until the counts stop moving.
-    let read = || {
-        sqlx::query_as::<_, (String, i64)>(
-            "SELECT relname::text, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables \
-             WHERE relname IN ('applications', 'inbox') ORDER BY relname",
-        )
-    };
-    let mut counted = read().fetch_all(&mut connection).await.unwrap();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let now = read().fetch_all(&mut connection).await.unwrap();
-        if now == counted {
-            break;
-        }
-        counted = now;
-    }
-    let scanned: Vec<(String, i64)> = counted
-        .into_iter()
-        .filter(|(_, rows)| *rows >= GROWN_TO)
-        .collect();
-    assert!(
-        scanned.is_empty(),
-        "rows read by scanning whole tables, for {LATE} creations, changes and notifications once each \
-         table held {GROWN_TO} rows more: {scanned:?}"
-    );
-}
-
-/// A PostgreSQL inbox lease reads the notifications that are due, not those postponed for later: behind a
-/// backlog of retries (ConnectPay down for an hour), each lease must not walk past every one of them.
-#[tokio::test]
-async fn postgres_leases_read_due_notifications_not_the_postponed_ones() {
-    use sqlx::Connection;
-    const POSTPONED: i64 = 20_000;
-    const LEASES: usize = 10;
-    let database = common::postgres::TestDatabase::create().await;
-    let store = common::stores::postgres(&database).await;
-    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO inbox (dedupe_key, via_application, received_at, not_before) \
-         SELECT sha256(('postponed-' || g)::bytea), false, 0, 9000000000000000 \
-         FROM generate_series(1, $1::bigint) AS g",
-    )
-    .bind(POSTPONED)
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    for n in 0..LEASES {
-        assert!(store.record_notification(&delivery(n)).await.unwrap());
-        let taken = store
-            .take_notifications("worker", std::time::Duration::from_secs(60), 32)
-            .await
-            .unwrap();
-        assert_eq!(
-            taken
-                .iter()
-                .map(|row| row.entry.clone())
-                .collect::<Vec<_>>(),
-            vec![delivery(n)],
-            "the lease takes the due notification only"
-        );
-        store.finish_notifications(&[taken[0].id]).await.unwrap();
-    }
-    store.close().await;
-    drop(store);
-
-    // Rows read from the inbox's table and from its indexes; the server counts them when each session ends.
-    let read = || {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT ((SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'inbox') \
-             + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'inbox'))::bigint",
-        )
-    };
-    let mut counted = read().fetch_one(&mut connection).await.unwrap();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let now = read().fetch_one(&mut connection).await.unwrap();
-        if now == counted {
-            break;
-        }
-        counted = now;
-    }
-    assert!(
-        counted < POSTPONED,
-        "{counted} inbox rows and index entries read for {LEASES} leases behind {POSTPONED} postponed \
-         notifications"
-    );
-}
-
-/// Retention's search for finished applications past their time reads those, not every application the
-/// gateway holds: it runs every `retention.cleanup_interval` on every replica.
-#[tokio::test]
-async fn postgres_retention_reads_the_finished_applications_not_the_others() {
-    use sqlx::Connection;
-    const IN_PROGRESS: i64 = 20_000;
-    const FINISHED: i64 = 5;
-    let database = common::postgres::TestDatabase::create().await;
-    let store = common::stores::postgres(&database).await;
-    let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    // Applications still in progress (a poll time), and a few finished long ago (none).
-    sqlx::query(
-        "INSERT INTO applications (id, owner, external_reference, status, upstream_status, \
-         last_known_status, version, last_seq, created_at, updated_at, next_poll_at) \
-         SELECT 'app-' || g, 'caller', 'app-' || g, 'IDV_TOKEN_GENERATED', 'IDV_TOKEN_GENERATED', \
-         'IDV_TOKEN_GENERATED', 1, 0, g, g, CASE WHEN g <= $2 THEN NULL ELSE g END \
-         FROM generate_series(1, $1::bigint + $2::bigint) AS g",
-    )
-    .bind(IN_PROGRESS)
-    .bind(FINISHED)
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    let erased = store
-        .erase_finished_before(std::time::SystemTime::now(), 200)
-        .await
-        .unwrap();
-    assert_eq!(erased, FINISHED as u64);
-    store.close().await;
-    drop(store);
-
-    let read = || {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT ((SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables \
-             WHERE relname = 'applications') + (SELECT coalesce(sum(idx_tup_read), 0) \
-             FROM pg_stat_user_indexes WHERE relname = 'applications'))::bigint",
-        )
-    };
-    let mut counted = read().fetch_one(&mut connection).await.unwrap();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let now = read().fetch_one(&mut connection).await.unwrap();
-        if now == counted {
-            break;
-        }
-        counted = now;
-    }
-    assert!(
-        counted < IN_PROGRESS,
-        "{counted} application rows and index entries read to find {FINISHED} finished among \
-         {IN_PROGRESS} in progress"
-    );
 }

@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 use onboarding_gateway::{
     domain::{Application, ApplicationId, Status, poll::PollSchedule},
     store::{
-        PostgresStore, SqliteStore, Store, StoreKey,
+        InboxEntry, PostgresStore, SqliteStore, Store, StoreKey,
         postgres::PostgresOptions,
         sqlite::{Durability, SqliteOptions},
     },
@@ -34,6 +34,21 @@ pub const LATER_STATUSES: [Status; 4] = [
     Status::ComplianceReview,
     Status::AccountIssued,
 ];
+
+/// Webhook delivery `n` (its own dedupe key) about `application`.
+pub fn delivery(n: usize, application: &ApplicationId) -> InboxEntry {
+    let mut dedupe_key = [0xd; 32];
+    dedupe_key[..8].copy_from_slice(&n.to_le_bytes());
+    InboxEntry {
+        dedupe_key,
+        application_id: Some(application.clone()),
+        person_id: None,
+        claimed_status: Some("APPROVED".into()),
+        sent_at: None,
+        trace_context: None,
+        via_application: true,
+    }
+}
 
 /// Records application `id` of "caller" as a submit would, at IDV_TOKEN_GENERATED, with external reference
 /// `reference` (its session id is derived from the id).
