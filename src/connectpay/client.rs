@@ -61,10 +61,9 @@ impl ConnectPayClient {
     }
 
     fn path(template: &str, placeholder: &str, value: &str) -> String {
-        template.replace(
-            placeholder,
-            &utf8_percent_encode(value, SEGMENT).to_string(),
-        )
+        // Borrowed when nothing needed escaping, as with ConnectPay's UUIDs: no formatting per request.
+        let encoded: std::borrow::Cow<'_, str> = utf8_percent_encode(value, SEGMENT).into();
+        template.replace(placeholder, &encoded)
     }
 
     /// Step 1: hands the IDV session to ConnectPay. A `Submit`: never repeated once it may have arrived.

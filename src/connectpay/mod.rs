@@ -42,6 +42,13 @@ impl Endpoint {
     }
 }
 
+/// The headers that carry a request's id: the common one, and ConnectPay's own, which its answers repeat.
+/// Parsed once: a name given as a string is parsed and lower-cased on every request.
+pub(crate) const REQUEST_ID_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-request-id");
+pub(crate) const CONNECTPAY_REQUEST_ID_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-connectpay-requestid");
+
 /// A fresh id for one request's `X-Request-ID`: a version 4 UUID drawn from the thread's random generator
 /// (a ChaCha generator the OS reseeds). `Uuid::new_v4` asks the kernel for every id, a system call per
 /// ConnectPay request.

@@ -335,8 +335,8 @@ impl Inner {
                     &self.endpoint.client_id,
                     Some(self.endpoint.client_secret.expose_secret()),
                 )
-                .header("X-Request-ID", &request_id)
-                .header("x-connectpay-requestid", &request_id)
+                .header(super::REQUEST_ID_HEADER, &request_id)
+                .header(super::CONNECTPAY_REQUEST_ID_HEADER, &request_id)
                 .form(&form)
                 .timeout(self.endpoint.request_timeout)
                 .send()
@@ -357,7 +357,7 @@ impl Inner {
         let status = response.status();
         let upstream_request_id = response
             .headers()
-            .get("x-connectpay-requestid")
+            .get(super::CONNECTPAY_REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();

@@ -208,8 +208,8 @@ impl Transport {
             .http
             .request(call.method.clone(), url.clone())
             .bearer_auth(pair.access_token.expose_secret())
-            .header("X-Request-ID", &request_id)
-            .header("x-connectpay-requestid", &request_id)
+            .header(super::REQUEST_ID_HEADER, &request_id)
+            .header(super::CONNECTPAY_REQUEST_ID_HEADER, &request_id)
             .headers(trace_headers)
             .timeout(timeout);
         if let Some(accept) = call.accept {
@@ -273,7 +273,7 @@ impl Transport {
         let retry_after = retry_after(response.headers());
         let upstream_request_id = response
             .headers()
-            .get("x-connectpay-requestid")
+            .get(super::CONNECTPAY_REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();

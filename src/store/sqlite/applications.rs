@@ -118,7 +118,7 @@ impl SqliteStore {
         let Some(row) = rows.next()? else {
             return Ok(None);
         };
-        let row = Columns(row);
+        let row = Columns::new(row);
         Ok(Some((event(&row)?, row.integer("unchanged_polls")? as u32)))
     }
 

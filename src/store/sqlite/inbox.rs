@@ -113,7 +113,7 @@ impl SqliteStore {
         ])?;
         let mut taken = Vec::new();
         while let Some(row) = rows.next()? {
-            taken.push(inbox_row(&Columns(row))?);
+            taken.push(inbox_row(&Columns::new(row))?);
         }
         Ok(taken)
     }

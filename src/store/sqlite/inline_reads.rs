@@ -86,7 +86,7 @@ impl InlineReads {
             .map_err(missed)?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().map_err(missed)? {
-            found.push(event(&Columns(row)).map_err(Missed::Failed)?);
+            found.push(event(&Columns::new(row)).map_err(Missed::Failed)?);
         }
         Ok(found)
     }
