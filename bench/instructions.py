@@ -129,7 +129,8 @@ def main():
 
     work = args.out or tempfile.mkdtemp(prefix="gateway-instructions-")
     os.makedirs(work, exist_ok=True)
-    for stale in (f for f in os.listdir(work) if f.startswith("callgrind.out")):
+    # A run starts afresh: an earlier run's database holds tokens that a new sandbox never issued.
+    for stale in (f for f in os.listdir(work) if f.startswith(("callgrind.out", "gateway.db"))):
         os.remove(os.path.join(work, stale))
     stubs(os.path.join(work, "stubs"))
     import grpc
