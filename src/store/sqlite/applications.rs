@@ -8,7 +8,7 @@ use sqlx::Connection as _;
 
 use super::{
     SqliteStore,
-    columns::Columns,
+    columns::{APPLICATION_COLUMNS, Columns},
     group_commit,
     inline_reads::{Bind, Missed},
 };
@@ -118,7 +118,7 @@ impl SqliteStore {
         let Some(row) = rows.next()? else {
             return Ok(None);
         };
-        let row = Columns::new(row);
+        let row = Columns::in_order(row, &APPLICATION_COLUMNS);
         Ok(Some((event(&row)?, row.integer("unchanged_polls")? as u32)))
     }
 
@@ -431,5 +431,46 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::columns::EVENT_COLUMNS;
+
+    /// Applications and events are decoded by position (columns.rs): every read of them must select the
+    /// columns in the order decoded, against the schema the migrations make.
+    #[test]
+    fn reads_select_the_columns_they_are_decoded_by() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch(include_str!("../../../migrations/sqlite/0001_initial.sql"))
+            .unwrap();
+        let selected = |query: &str| -> Vec<String> {
+            let statement = connection.prepare(query).unwrap();
+            statement
+                .column_names()
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(selected(BY_ID), APPLICATION_COLUMNS);
+        for query in [
+            BY_IDS,
+            WAITING_LONGEST,
+            LATEST_BY_REFERENCE,
+            LATEST_BY_PERSON,
+            LATEST_BY_SESSION,
+            EVENTS_AFTER,
+            ALL_EVENTS_AFTER,
+            EVENTS_AT,
+        ] {
+            assert_eq!(
+                selected(query)[..EVENT_COLUMNS.len()],
+                *EVENT_COLUMNS,
+                "{query}"
+            );
+        }
     }
 }

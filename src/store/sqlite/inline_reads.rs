@@ -19,7 +19,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
-use super::columns::Columns;
+use super::columns::{Columns, EVENT_COLUMNS};
 use crate::store::{Event, StoreError, rows::event};
 
 /// Why an inline read gave no answer.
@@ -60,7 +60,8 @@ impl InlineReads {
         Ok(connection)
     }
 
-    /// The rows `query` finds for `binds`, as events.
+    /// The rows `query` finds for `binds`, as events: `query` selects the event's columns first, in the
+    /// order of `EVENT_COLUMNS` (the reads of applications.rs do).
     pub(super) fn events(&self, query: &str, binds: &[Bind<'_>]) -> Result<Vec<Event>, Missed> {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let connection = match taken {
@@ -86,7 +87,7 @@ impl InlineReads {
             .map_err(missed)?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().map_err(missed)? {
-            found.push(event(&Columns::new(row)).map_err(Missed::Failed)?);
+            found.push(event(&Columns::in_order(row, EVENT_COLUMNS)).map_err(Missed::Failed)?);
         }
         Ok(found)
     }
