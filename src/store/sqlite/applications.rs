@@ -17,7 +17,8 @@ use crate::{
     store::{Applied, Event, Source, StoreError, micros, rows::StoreRow, rows::event},
 };
 
-/// Applications are read with their current sequence, under the event log's column names.
+/// Applications are read with their current sequence, under the event log's column names, in the order
+/// rows are decoded by (columns.rs, `APPLICATION_COLUMNS`).
 macro_rules! select_applications {
     ($tail:literal) => {
         concat!(
@@ -29,7 +30,8 @@ macro_rules! select_applications {
     };
 }
 
-/// The event log's columns, under the names rows.rs reads.
+/// The event log's columns, under the names rows.rs reads and in the order rows are decoded by (columns.rs,
+/// `EVENT_COLUMNS`).
 macro_rules! event_columns {
     () => {
         "application_id, owner, external_reference, person_id, status, upstream_status, \
