@@ -183,9 +183,9 @@ def main():
 
         for i in range(300):
             get(i)
-        control = lambda flag: subprocess.run(  # noqa: E731
-            ["callgrind_control", flag, str(gateway.pid)], check=True, capture_output=True
-        )
+        def control(flag):
+            subprocess.run(["callgrind_control", flag, str(gateway.pid)], check=True, capture_output=True)
+
         control("-z")
         started = time.monotonic()
         for i in range(args.calls):

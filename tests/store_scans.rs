@@ -93,6 +93,15 @@ async fn reads_once_closed(
     }
 }
 
+/// What `counted` (from `reads_once_closed`) holds for `table`.
+fn count_for(counted: &[(String, i64)], table: &str) -> i64 {
+    counted
+        .iter()
+        .find(|(name, _)| name == table)
+        .unwrap_or_else(|| panic!("no count for {table}"))
+        .1
+}
+
 /// Rows read by sequential scans, and index entries read, per table.
 const TABLE_AND_INDEX_READS: &str = "SELECT t.relname::text, (coalesce(t.seq_tup_read, 0) + \
      coalesce((SELECT sum(i.idx_tup_read) FROM pg_stat_user_indexes AS i WHERE i.relid = t.relid), 0))::bigint \
@@ -168,11 +177,7 @@ async fn leases_read_due_notifications_not_the_postponed_ones() {
     }
 
     let counted = reads_once_closed(store, &mut connection, TABLE_AND_INDEX_READS).await;
-    let inbox = counted
-        .iter()
-        .find(|(table, _)| table == "inbox")
-        .unwrap()
-        .1;
+    let inbox = count_for(&counted, "inbox");
     assert!(
         inbox < GROWN,
         "{inbox} inbox rows and index entries read for {LEASES} leases behind {GROWN} postponed \
@@ -196,11 +201,7 @@ async fn retention_reads_the_finished_applications_not_the_others() {
     assert_eq!(erased, FINISHED as u64);
 
     let counted = reads_once_closed(store, &mut connection, TABLE_AND_INDEX_READS).await;
-    let applications = counted
-        .iter()
-        .find(|(table, _)| table == "applications")
-        .unwrap()
-        .1;
+    let applications = count_for(&counted, "applications");
     assert!(
         applications < GROWN,
         "{applications} application rows and index entries read to find {FINISHED} finished among \
