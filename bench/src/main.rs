@@ -52,6 +52,10 @@ struct Args {
     /// How many WatchApplication streams the memory scenario opens at once.
     #[arg(long, default_value_t = 512)]
     opens_in_flight: usize,
+    /// The rates at which the unary scenario compares the two paths side by side before its closed loop
+    /// (default: 1000): more of them show how the added latency moves with the load.
+    #[arg(long, value_delimiter = ',', default_values = ["1000"])]
+    unary_rates: Vec<f64>,
     /// The CPU the gateway is pinned to; the sandbox and the load generator share the other one.
     #[arg(long, default_value_t = 1)]
     gateway_cpu: usize,
@@ -67,6 +71,25 @@ struct Args {
     /// Write every result as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Count, under valgrind's callgrind, the instructions the gateway spends per GetApplication, and
+    /// which functions spend them: a measure that repeats on any machine, where timings move.
+    Instructions {
+        /// Calls counted, one at a time, 2 ms apart.
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        /// Functions listed, by the instructions they spent themselves.
+        #[arg(long, default_value_t = 25)]
+        top: usize,
+        /// Where the callgrind file is written (default: a new temporary directory, kept).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Everything one run measured, as written to `--out`.
@@ -103,6 +126,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Some(rate) = args
+        .unary_rates
+        .iter()
+        .find(|r| !(r.is_finite() && **r >= 1.0))
+    {
+        eprintln!("--unary-rates: {rate} is not a rate of at least 1 call per second");
+        return ExitCode::from(2);
+    }
     let seconds = args.seconds.unwrap_or(if args.smoke { 1 } else { 10 });
     let watchers = if !args.watchers.is_empty() {
         args.watchers.clone()
@@ -131,6 +162,8 @@ fn main() -> ExitCode {
         sandbox_cpu: args.sandbox_cpu.unwrap_or(args.driver_cpu),
         postgres: args.postgres.clone(),
         postgres_pinned: !args.postgres_unpinned,
+        unary_rates: args.unary_rates.clone(),
+        gateway_wrapper: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // The generator shares one CPU with the sandbox: one worker thread keeps it from competing with
@@ -139,6 +172,31 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a runtime");
+    if let Some(Subcommand::Instructions { calls, top, dir }) = &args.command {
+        let dir = match dir {
+            Some(dir) => dir.clone(),
+            None => match tempfile::Builder::new()
+                .prefix("gateway-instructions-")
+                .tempdir()
+            {
+                Ok(dir) => dir.keep(),
+                Err(e) => {
+                    eprintln!("cannot make a directory for the callgrind file: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        return match runtime.block_on(scenarios::instructions::count(&plan, *calls, &dir)) {
+            Ok(counted) => {
+                print!("{}", counted.summary(*top));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("instructions: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let machine = scenarios::Machine::describe(&plan);
     println!("{}", machine.summary());
     let mut results = Vec::new();

@@ -2,6 +2,7 @@
 //! pinned to a CPU with `taskset`, and measured from `/proc` (CPU seconds, resident and peak memory).
 
 use std::{
+    ffi::OsString,
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -102,14 +103,22 @@ fn clock_ticks_per_second() -> f64 {
 
 /// The command, under `taskset -c CPU` when a CPU is given and taskset exists.
 fn pinned(program: &Path, cpu: Option<usize>) -> (Command, Option<usize>) {
-    match cpu.filter(|_| has_taskset()) {
-        Some(cpu) => {
-            let mut command = Command::new("taskset");
-            command.arg("-c").arg(cpu.to_string()).arg(program);
-            (command, Some(cpu))
-        }
-        None => (Command::new(program), None),
+    wrapped(&[], program, cpu)
+}
+
+/// `program` run by the `wrapper` command (such as `valgrind --tool=callgrind`), if any, and pinned to
+/// `cpu` where `taskset` is available. Each execs the next, so the process keeps its pid throughout.
+fn wrapped(wrapper: &[String], program: &Path, cpu: Option<usize>) -> (Command, Option<usize>) {
+    let cpu = cpu.filter(|_| has_taskset());
+    let mut line: Vec<OsString> = Vec::new();
+    if let Some(cpu) = cpu {
+        line.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
     }
+    line.extend(wrapper.iter().map(OsString::from));
+    line.push(program.into());
+    let mut command = Command::new(&line[0]);
+    command.args(&line[1..]);
+    (command, cpu)
 }
 
 pub fn has_taskset() -> bool {
@@ -232,10 +241,17 @@ pub struct GatewayAddrs {
     pub admin: SocketAddr,
 }
 
-/// Starts `onboarding-gateway serve` against the sandbox at `sandbox_url`; waits until it answers health.
+/// How the gateway is started: its binary, the CPU it is pinned to, and the command that runs it, if any
+/// (empty: the binary itself).
+pub struct GatewayLaunch<'a> {
+    pub binary: &'a Path,
+    pub cpu: Option<usize>,
+    pub wrapper: &'a [String],
+}
+
+/// Starts `onboarding-gateway serve` against the sandbox at `sandbox_url`; waits until it listens.
 pub async fn start_gateway(
-    binary: &Path,
-    cpu: Option<usize>,
+    launch: GatewayLaunch<'_>,
     dir: &Path,
     sandbox_url: &str,
     store: &Store,
@@ -295,7 +311,7 @@ level = "warn"
     );
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config).expect("gateway configuration");
-    let (mut command, cpu) = pinned(binary, cpu);
+    let (mut command, cpu) = wrapped(launch.wrapper, launch.binary, launch.cpu);
     command
         .arg("--config")
         .arg(&config_path)
@@ -320,9 +336,11 @@ level = "warn"
         {
             break;
         }
+        // Under a wrapper such as callgrind the gateway starts tens of times slower.
+        let patience = Duration::from_secs(if launch.wrapper.is_empty() { 30 } else { 300 });
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the gateway did not listen within 30 s"
+            started.elapsed() < patience,
+            "the gateway did not listen within {patience:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

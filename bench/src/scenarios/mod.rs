@@ -4,6 +4,7 @@
 
 mod fanout;
 mod ingest;
+pub mod instructions;
 mod machine;
 mod unary;
 mod watchers;
@@ -26,16 +27,18 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::{
     load::{self, Latency, Recorder},
-    procs::{self, GatewayAddrs, Proc, Store, Usage},
+    procs::{self, GatewayAddrs, GatewayLaunch, Proc, Store, Usage},
 };
 
 pub use machine::Machine;
 
+#[derive(Clone)]
 pub struct Binaries {
     pub gateway: PathBuf,
     pub sandbox: PathBuf,
 }
 
+#[derive(Clone)]
 pub struct Plan {
     pub binaries: Binaries,
     pub smoke: bool,
@@ -48,6 +51,10 @@ pub struct Plan {
     pub postgres: String,
     /// Whether a local PostgreSQL server is held on the driver CPU while a measuring scenario runs.
     pub postgres_pinned: bool,
+    /// The rates of the unary scenario's light-load phases, both paths at once (default: 1,000 req/s).
+    pub unary_rates: Vec<f64>,
+    /// The command the gateway runs under (empty: none); `instructions` puts it under callgrind.
+    pub gateway_wrapper: Vec<String>,
 }
 
 type Error = String;
@@ -200,15 +207,13 @@ impl Env {
         };
         let (sandbox, sandbox_url) =
             procs::start_sandbox(&plan.binaries.sandbox, Some(plan.sandbox_cpu), dir.path());
-        let (gateway, addrs) = procs::start_gateway(
-            &plan.binaries.gateway,
-            Some(plan.gateway_cpu),
-            dir.path(),
-            &sandbox_url,
-            &store,
-            webhook_workers,
-        )
-        .await;
+        let launch = GatewayLaunch {
+            binary: &plan.binaries.gateway,
+            cpu: Some(plan.gateway_cpu),
+            wrapper: &plan.gateway_wrapper,
+        };
+        let (gateway, addrs) =
+            procs::start_gateway(launch, dir.path(), &sandbox_url, &store, webhook_workers).await;
         Ok(Env {
             sandbox,
             gateway,
@@ -260,6 +265,19 @@ impl Env {
         }
         Ok(clients)
     }
+}
+
+/// 1234567 as "1,234,567".
+pub(crate) fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -488,4 +506,18 @@ pub async fn run(plan: &Plan, scenario: &str, store: &str) -> Result<ScenarioRes
     }?;
     result.stolen_share = before.and_then(machine::stolen_share_since);
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_puts_commas_between_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(171_145), "171,145");
+        assert_eq!(grouped(342_290_586), "342,290,586");
+    }
 }

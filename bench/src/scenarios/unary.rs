@@ -19,17 +19,11 @@ pub(super) async fn run(plan: &Plan) -> Result<ScenarioResult, Error> {
     let warm_up = Duration::from_secs(1);
     both_paths(&env, &paths, 500.0, warm_up, Turns::Together, "warm-up").await?;
 
-    let mut phases = vec![
-        both_paths(
-            &env,
-            &paths,
-            1000.0,
-            plan.phase,
-            Turns::Together,
-            "1,000 req/s",
-        )
-        .await?,
-    ];
+    let mut phases = Vec::new();
+    for &rate in &plan.unary_rates {
+        let name = format!("{} req/s", grouped(rate as u64));
+        phases.push(both_paths(&env, &paths, rate, plan.phase, Turns::Together, &name).await?);
+    }
 
     // The most the gateway answers: closed loop, 64 calls in flight over 4 connections.
     let before = env.gateway.usage();
@@ -96,7 +90,7 @@ fn direct_urls(sandbox: &str, apps: &[String]) -> Result<Vec<reqwest::Url>, Erro
         .collect()
 }
 
-fn get(id: &str) -> pb::GetApplicationRequest {
+pub(super) fn get(id: &str) -> pb::GetApplicationRequest {
     pb::GetApplicationRequest {
         key: Some(get_application_request::Key::ApplicationId(id.to_owned())),
     }
