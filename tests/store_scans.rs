@@ -10,9 +10,11 @@ use common::{
     seen,
     stores::{create, delivery, schedule},
 };
+use std::time::Duration;
+
 use onboarding_gateway::{
     domain::{ApplicationId, Status},
-    store::{PostgresStore, Source, Store},
+    store::{Begin, PostgresStore, RequestKey, Source, Store, StoredOutcome},
 };
 use sqlx::{Connection, PgConnection};
 
@@ -45,6 +47,22 @@ async fn postpone_notifications(connection: &mut PgConnection, count: i64) {
     sqlx::query(
         "INSERT INTO inbox (dedupe_key, via_application, received_at, not_before) \
          SELECT sha256(('postponed-' || g)::bytea), false, 0, 9000000000000000 \
+         FROM generate_series(1, $1::bigint) AS g",
+    )
+    .bind(count)
+    .execute(connection)
+    .await
+    .unwrap();
+}
+
+/// `count` finished idempotency records of other applications inserted beside the store, each holding its
+/// application as the outcome, as the gateway writes them.
+async fn add_requests(connection: &mut PgConnection, count: i64) {
+    sqlx::query(
+        "INSERT INTO requests (caller, method, request_id, fingerprint, state, started_at, outcome, \
+         created_at) \
+         SELECT 'caller', 'SubmitIdvSession', 'added-' || g, sha256(('added-' || g)::bytea), 'done', g, \
+         json_build_object('application', json_build_object('id', 'added-' || g))::text, g \
          FROM generate_series(1, $1::bigint) AS g",
     )
     .bind(count)
@@ -105,7 +123,7 @@ fn count_for(counted: &[(String, i64)], table: &str) -> i64 {
 /// Rows read by sequential scans, and index entries read, per table.
 const TABLE_AND_INDEX_READS: &str = "SELECT t.relname::text, (coalesce(t.seq_tup_read, 0) + \
      coalesce((SELECT sum(i.idx_tup_read) FROM pg_stat_user_indexes AS i WHERE i.relid = t.relid), 0))::bigint \
-     FROM pg_stat_user_tables AS t WHERE t.relname IN ('applications', 'inbox') ORDER BY 1";
+     FROM pg_stat_user_tables AS t WHERE t.relname IN ('applications', 'inbox', 'requests') ORDER BY 1";
 
 /// PostgreSQL keeps a statement's plan once made. The gateway's sessions live long, and its statements
 /// look rows up by id: a plan made while the applications table and the inbox were nearly empty (a new
@@ -207,4 +225,53 @@ async fn retention_reads_the_finished_applications_not_the_others() {
         "{applications} application rows and index entries read to find {FINISHED} finished among \
          {GROWN} in progress"
     );
+}
+
+/// Erasing an application deletes the idempotency records holding it as their outcome. The records'
+/// table holds every request of the idempotency window: erasure (retention's, up to a batch of
+/// applications at a time, or an operator's) reads the erased application's records, not every one.
+#[tokio::test]
+async fn erasure_reads_the_applications_idempotency_records_not_every_one() {
+    let database = TestDatabase::create().await;
+    let store = common::stores::postgres(&database).await;
+    let mut connection = PgConnection::connect(&database.url).await.unwrap();
+    add_requests(&mut connection, GROWN).await;
+    let erased = id(1);
+    create(&store, &erased, "erased-reference").await;
+    let application = store.current(&erased).await.unwrap().unwrap().application;
+    let key = RequestKey {
+        caller: "caller".into(),
+        method: "SubmitIdvSession",
+        request_id: "erased-request".into(),
+    };
+    let begun = store
+        .begin_request(&key, b"fingerprint", "owner", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(begun, Begin::Proceed));
+    store
+        .finish_request(&key, Some(&StoredOutcome::Application(application)))
+        .await
+        .unwrap();
+    assert!(store.erase_application(&erased).await.unwrap());
+
+    let counted = reads_once_closed(store, &mut connection, TABLE_AND_INDEX_READS).await;
+    let requests = count_for(&counted, "requests");
+    assert!(
+        requests < GROWN,
+        "{requests} idempotency records and index entries read to erase one application's among \
+         {GROWN} others"
+    );
+    // What erasure left: every other application's record, none of the erased one's.
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT request_id FROM requests WHERE request_id NOT LIKE 'added-%'")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let others: i64 = sqlx::query_scalar("SELECT count(*) FROM requests")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(others, GROWN);
 }

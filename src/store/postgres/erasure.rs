@@ -30,9 +30,10 @@ impl PostgresStore {
             .bind(person)
             .execute(&mut **tx)
             .await?;
-        // Idempotency records whose stored outcome is this application.
-        sqlx::query("DELETE FROM requests WHERE strpos(outcome, $1) > 0")
-            .bind(format!("\"id\":\"{id}\""))
+        // Idempotency records whose stored outcome is this application, found by `requests_by_application`
+        // (migration 0003): the expression must stay the index's.
+        sqlx::query("DELETE FROM requests WHERE ((outcome::jsonb) -> 'application' ->> 'id') = $1")
+            .bind(id)
             .execute(&mut **tx)
             .await?;
         sqlx::query("DELETE FROM applications WHERE id = $1")

@@ -10,6 +10,11 @@ use crate::{
     store::{StoreError, micros},
 };
 
+/// Deletes the idempotency records whose stored outcome is one application, found by
+/// `requests_by_application` (migration 0002): the expression must stay the index's.
+const ERASE_REQUESTS: &str =
+    "DELETE FROM requests WHERE json_extract(outcome, '$.application.id') = ?";
+
 impl SqliteStore {
     /// Deletes everything the store holds about one application, inside `tx`.
     async fn erase_in(tx: &mut Transaction<'_, Sqlite>, id: &str) -> Result<bool, StoreError> {
@@ -30,9 +35,8 @@ impl SqliteStore {
             .bind(person)
             .execute(&mut **tx)
             .await?;
-        // Idempotency records whose stored outcome is this application.
-        sqlx::query("DELETE FROM requests WHERE instr(outcome, ?) > 0")
-            .bind(format!("\"id\":\"{id}\""))
+        sqlx::query(ERASE_REQUESTS)
+            .bind(id)
             .execute(&mut **tx)
             .await?;
         sqlx::query("DELETE FROM applications WHERE id = ?")
@@ -84,5 +88,37 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::ERASE_REQUESTS;
+
+    /// The records' table holds every request of the idempotency window: erasing one application must find
+    /// its records through `requests_by_application`, not read them all while it holds the write lock.
+    #[test]
+    fn erasing_finds_the_applications_idempotency_records_by_index() {
+        let connection = Connection::open_in_memory().unwrap();
+        for migration in [
+            include_str!("../../../migrations/sqlite/0001_initial.sql"),
+            include_str!("../../../migrations/sqlite/0002_requests_by_application.sql"),
+        ] {
+            connection.execute_batch(migration).unwrap();
+        }
+        let mut plan = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {ERASE_REQUESTS}"))
+            .unwrap();
+        let steps: Vec<String> = plan
+            .query_map(["app-1"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            steps,
+            ["SEARCH requests USING INDEX requests_by_application (<expr>=?)"]
+        );
     }
 }
