@@ -99,16 +99,11 @@ pub async fn count(plan: &Plan, calls: usize, dir: &Path) -> Result<Counted, Err
     callgrind_control("-d", pid)?;
     drop(env);
 
-    // The dump that `callgrind_control -d` asked for: `callgrind.out.1`.
-    let dump = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy() == "callgrind.out.1")
-        })
-        .ok_or_else(|| format!("no callgrind dump in {}", dir.display()))?;
+    // The dump that `callgrind_control -d` asked for: the first, `callgrind.out.1`.
+    let dump = dir.join("callgrind.out.1");
+    if !dump.is_file() {
+        return Err(format!("no callgrind dump in {}", dir.display()));
+    }
     let text = std::fs::read_to_string(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
     let mut functions: Vec<(String, u64)> = self_costs(&text).into_iter().collect();
     functions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

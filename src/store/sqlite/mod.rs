@@ -147,7 +147,12 @@ impl SqliteStore {
             .acquire_timeout(options.busy_timeout + Duration::from_secs(30))
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        // A store a later version has migrated holds migrations this version does not know: it applies its
+        // own and opens, so that rolling back to it works (docs/kubernetes.md, Upgrading). Migrations add
+        // what a later version needs and leave what earlier ones read.
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&write)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
