@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release -p onboarding-bench -- --out bench-results.json
 //! cargo run --release -p onboarding-bench -- --smoke          # seconds per scenario: does it still run?
+//! cargo run --release -p onboarding-bench -- instructions     # per GetApplication, under callgrind
 //! ```
 
 mod load;
