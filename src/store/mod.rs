@@ -306,3 +306,12 @@ pub(crate) fn micros(time: SystemTime) -> i64 {
 pub(crate) fn from_micros(micros: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
+
+/// A backend's migrations as the store runs them. A store a later version has migrated holds migrations
+/// this version does not know: it applies its own and opens, so that rolling back to it works
+/// (docs/kubernetes.md, Upgrading). Migrations add what a later version needs and leave what earlier ones
+/// read.
+fn rollback_tolerant(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}

@@ -88,12 +88,7 @@ impl PostgresStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = sqlx::migrate!("./migrations/postgres");
-        // A store a later version has migrated holds migrations this version does not know: it applies its
-        // own and opens, so that rolling back to it works (docs/kubernetes.md, Upgrading). Migrations add
-        // what a later version needs and leave what earlier ones read.
-        migrator.set_ignore_missing(true);
-        migrator
+        super::rollback_tolerant(sqlx::migrate!("./migrations/postgres"))
             .run(&self.pool)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))

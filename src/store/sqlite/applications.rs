@@ -446,9 +446,7 @@ mod tests {
     #[test]
     fn reads_select_the_columns_they_are_decoded_by() {
         let connection = Connection::open_in_memory().unwrap();
-        connection
-            .execute_batch(include_str!("../../../migrations/sqlite/0001_initial.sql"))
-            .unwrap();
+        super::super::migrate_for_test(&connection);
         let selected = |query: &str| -> Vec<String> {
             let statement = connection.prepare(query).unwrap();
             statement

@@ -102,12 +102,7 @@ mod tests {
     #[test]
     fn erasing_finds_the_applications_idempotency_records_by_index() {
         let connection = Connection::open_in_memory().unwrap();
-        for migration in [
-            include_str!("../../../migrations/sqlite/0001_initial.sql"),
-            include_str!("../../../migrations/sqlite/0002_requests_by_application.sql"),
-        ] {
-            connection.execute_batch(migration).unwrap();
-        }
+        super::super::migrate_for_test(&connection);
         let mut plan = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {ERASE_REQUESTS}"))
             .unwrap();

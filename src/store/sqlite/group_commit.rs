@@ -305,9 +305,7 @@ mod tests {
     fn writer(dir: &Path, durability: Durability) -> Writer {
         let path = dir.join("store.db");
         let setup = Connection::open(&path).unwrap();
-        setup
-            .execute_batch(include_str!("../../../migrations/sqlite/0001_initial.sql"))
-            .unwrap();
+        super::super::migrate_for_test(&setup);
         let options = SqliteOptions {
             busy_timeout: Duration::from_secs(1),
             durability,

@@ -157,13 +157,10 @@ mod tests {
     fn a_stream_read_is_prepared_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(concat!(
-                "PRAGMA journal_mode = WAL;",
-                include_str!("../../../migrations/sqlite/0001_initial.sql")
-            ))
-            .unwrap();
+        let setup = Connection::open(&path).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        super::super::migrate_for_test(&setup);
+        drop(setup);
         let reads = InlineReads::new(&path, 1);
         for (after, limit) in [(0, 64), (5, 64), (9, 16)] {
             let binds = [Bind::Text("a"), Bind::Integer(after), Bind::Integer(limit)];

@@ -147,12 +147,7 @@ impl SqliteStore {
             .acquire_timeout(options.busy_timeout + Duration::from_secs(30))
             .connect_with(connect.clone())
             .await?;
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
-        // A store a later version has migrated holds migrations this version does not know: it applies its
-        // own and opens, so that rolling back to it works (docs/kubernetes.md, Upgrading). Migrations add
-        // what a later version needs and leave what earlier ones read.
-        migrator.set_ignore_missing(true);
-        migrator
+        super::rollback_tolerant(sqlx::migrate!("./migrations/sqlite"))
             .run(&write)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
@@ -238,4 +233,13 @@ impl From<rusqlite::Error> for StoreError {
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn json_ids(ids: &[i64]) -> String {
     serde_json::to_string(ids).expect("integers serialise")
+}
+
+/// Makes on `connection` the schema the store's migrations make (every one, as embedded, in order): for
+/// the unit tests that open a connection of their own.
+#[cfg(test)]
+fn migrate_for_test(connection: &rusqlite::Connection) {
+    for migration in sqlx::migrate!("./migrations/sqlite").iter() {
+        connection.execute_batch(migration.sql.as_str()).unwrap();
+    }
 }
